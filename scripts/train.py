@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Train or resume a colorization model (same as `vidcolor train`).
+
+    python scripts/train.py --arch vidcolor --out runs/vidcolor --minutes 120 --threads 2
+"""
+import argparse
+from pathlib import Path
+
+from vidcolor.train import TrainConfig, export_weights, train
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--out", default="runs/vidcolor")
+    p.add_argument("--arch", default="vidcolor")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=144)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-steps", type=int, default=60_000, help="cosine schedule horizon")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--no-hints", action="store_true", help="train an automatic-only model")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--minutes", type=float, default=None, help="stop after this much wall time")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many more steps")
+    p.add_argument("--export", type=Path, default=None, help="write slim inference weights here at the end")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args()
+    cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
+                      max_steps=a.max_steps, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads)
+    ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet)
+    if a.export:
+        export_weights(ckpt, a.export)
+        print(f"wrote {a.export}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The batched colorization engine: frames in, ab at render size out, and the
+full-resolution composition of the input's own L with that ab.
+
+CPU and CUDA share every line but three choices made in :class:`Engine`'s
+constructor: fp16 autocast, pinned host buffers with non-blocking copies, and
+channels_last. The only host/device sync per batch is the copy back in
+:meth:`Engine.compose_batch`.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .color import lab_to_rgb, rgb_to_l
+from .data import make_input
+from .errors import VidcolorError
+from .model import Colorizer
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """The one place the device is chosen. ``cuda`` without CUDA is an error, not a fallback."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise VidcolorError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VidcolorError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def render_shape(h: int, w: int, render_size: int) -> tuple[int, int]:
+    """Size at which colour is predicted: short side = render_size, sides multiples of 8."""
+    s = render_size / min(h, w)
+    return max(8, int(round(h * s / 8)) * 8), max(8, int(round(w * s / 8)) * 8)
+
+
+
+
+@dataclass
+class Prediction:
+    """What the engine predicts for a batch, kept on the device for smoothing."""
+
+    L: torch.Tensor   # (N, 1, h, w) L at render size, 0..100
+    ab: torch.Tensor  # (N, 2, h, w) predicted ab at render size
+
+
+class Engine:
+    """Batched inference of ab from L at a modest render size."""
+
+    def __init__(self, model: Colorizer, device: str | torch.device = "auto", render_size: int = 256,
+                 temperature: float = 0.38):
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.cuda = self.device.type == "cuda"
+        if render_size < 16 or render_size > 4096:
+            raise VidcolorError(f"--render-size must be between 16 and 4096, got {render_size}")
+        self.render_size = render_size
+        self.temperature = temperature
+        self.model = model.eval().to(self.device)
+        if not self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _upload(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """Stack (H, W, 3) uint8/uint16 frames into a (N, 3, H, W) float tensor on the device."""
+        arr = np.stack(frames)
+        if arr.dtype == np.uint16:
+            arr = arr.astype(np.int32)  # torch has no uint16 arithmetic on every version
+        t = torch.from_numpy(arr)
+        if self.cuda:
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        x = t.permute(0, 3, 1, 2)
+        x = x.float() / (255.0 if frames[0].dtype == np.uint8 else 65535.0)
+        return x
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
+                hint_mask: torch.Tensor | None = None) -> Prediction:
+        """Predict ab for same-sized (H, W, 3) frames. Hints, if given, are at render size."""
+        rgb = self._upload(frames)
+        h, w = render_shape(rgb.shape[-2], rgb.shape[-1], self.render_size)
+        L_full = rgb_to_l(rgb)
+        L = F.interpolate(L_full, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        if hint_ab is not None:
+            hint_ab, hint_mask = hint_ab.to(self.device), hint_mask.to(self.device)
+        x = make_input(L, hint_ab, hint_mask)
+        if not self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.model(x)
+        ab = self.model.decode_ab(out, self.temperature)
+        ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
+        return Prediction(L=L, ab=ab.float().contiguous())
+
+    @torch.inference_mode()
+    def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
+        """Full-resolution colour: each frame's own L plus ab upsampled from render size.
+
+        Returns arrays of the input dtype (uint8 or uint16), shape (H, W, 3).
+        """
+        rgb = self._upload(frames)
+        L = rgb_to_l(rgb)
+        ab_full = F.interpolate(ab.to(self.device), size=L.shape[-2:], mode="bilinear", align_corners=False)
+        out = lab_to_rgb(torch.cat([L, ab_full], dim=1))
+        if frames[0].dtype == np.uint8:
+            q = (out * 255.0 + 0.5).to(torch.uint8)
+        else:
+            q = (out * 65535.0 + 0.5).to(torch.int32)
+        q = q.permute(0, 2, 3, 1).cpu().numpy()  # the one sync per batch
+        if frames[0].dtype == np.uint16:
+            q = q.astype(np.uint16)
+        return list(q)

@@ -1,0 +1,151 @@
+"""A job and its checkpoints: what was asked, what is done, and whether a re-run
+may continue it.
+
+A video job lives in a hidden folder next to OUTPUT, ``.NAME.vidcolor-job/``:
+finished segments (``seg_000000.mp4``...) and ``manifest.json``. Both are
+written under temporary names and renamed, so a kill at any instant leaves
+either the old or the new state, never a torn one. A frame job keeps its
+manifest in OUT_DIR as ``.vidcolor-job.json``; its frames are its segments.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import JobMismatch, VidcolorError
+
+MANIFEST_VERSION = 1
+HEAD_BYTES = 1 << 20
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """Path, size, mtime and a hash of the first MiB: cheap, and catches a replaced file."""
+    st = path.stat()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(HEAD_BYTES))
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "head_sha256": h.hexdigest()}
+
+
+def folder_identity(files: list[Path]) -> dict[str, Any]:
+    """Identity of a frame folder: its names, sizes and mtimes, hashed."""
+    h = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"path": str(files[0].parent.resolve()), "frames": len(files), "listing_sha256": h.hexdigest()}
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
+    """The first key whose value differs, as 'key: old -> new'."""
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            d = describe_difference(a, b, f"{prefix}{k}.")
+            if d:
+                return d
+        elif a != b:
+            return f"{prefix}{k}: {a!r} -> {b!r}"
+    return None
+
+
+class Job:
+    """Manifest handling shared by video and frame jobs."""
+
+    def __init__(self, manifest_path: Path, spec: dict[str, Any], restart: bool = False):
+        self.manifest_path = manifest_path
+        self.spec = spec
+        self.state: dict[str, Any] = {"version": MANIFEST_VERSION, "spec": spec, "segments": [], "frames_done": 0}
+        self.resumed = False
+        if restart:
+            self.discard()
+        elif manifest_path.exists():
+            try:
+                old = json.loads(manifest_path.read_text())
+            except (OSError, ValueError):
+                raise VidcolorError(f"checkpoint {manifest_path} is unreadable; re-run with --restart") from None
+            diff = describe_difference(old.get("spec", {}), spec)
+            if diff:
+                raise JobMismatch(f"an unfinished job for this output was started with different settings "
+                                  f"({diff}); re-run with --restart to discard it, or use the original settings")
+            self.state = old
+            self.resumed = old.get("frames_done", 0) > 0
+
+    @property
+    def frames_done(self) -> int:
+        return int(self.state["frames_done"])
+
+    def save(self) -> None:
+        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.manifest_path, self.state)
+
+    def discard(self) -> None:
+        self.manifest_path.unlink(missing_ok=True)
+
+
+class VideoJob(Job):
+    """Segments of a video job, in a hidden folder beside OUTPUT."""
+
+    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False):
+        self.dir = output.parent / f".{output.name}.vidcolor-job"
+        if restart and self.dir.exists():
+            shutil.rmtree(self.dir)
+        super().__init__(self.dir / "manifest.json", spec, restart=False)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for p in self.dir.glob("*.tmp*"):  # a torn segment or manifest from a kill: never trusted
+            p.unlink()
+        self._check_segments()
+
+    def _check_segments(self) -> None:
+        """Drop manifest entries whose file is gone (e.g. deleted by hand), and all after them."""
+        good = []
+        for seg in self.state["segments"]:
+            if not (self.dir / seg["file"]).is_file():
+                break
+            good.append(seg)
+        if len(good) != len(self.state["segments"]):
+            self.state["segments"] = good
+            self.state["frames_done"] = good[-1]["start"] + good[-1]["frames"] if good else 0
+
+    def segment_paths(self) -> list[Path]:
+        return [self.dir / s["file"] for s in self.state["segments"]]
+
+    def temp_segment(self, k: int) -> Path:
+        return self.dir / f"seg_{k:06d}.tmp.mp4"
+
+    def commit_segment(self, k: int, start: int, frames: int) -> None:
+        """Rename the finished segment into place, then record it (in that order: a kill between leaves an
+        unrecorded segment that is simply redone)."""
+        name = f"seg_{k:06d}.mp4"
+        tmp = self.temp_segment(k)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / name)
+        self.state["segments"].append({"file": name, "start": start, "frames": frames})
+        self.state["frames_done"] = start + frames
+        self.save()
+
+    def mark_complete(self, total: int) -> None:
+        self.state["complete"] = True
+        self.state["total_frames"] = total
+        self.save()
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.state.get("complete"))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

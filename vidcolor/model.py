@@ -1,0 +1,276 @@
+"""Colorization networks: L (+ optional ab hints) -> ab.
+
+Every network takes a 4-channel input: normalised L, hint a, hint b (both /110)
+and a hint mask (1 where a hint is given). With an all-zero mask a network is a
+plain automatic colorizer; with hints it spreads the given colours.
+
+Two kinds of output:
+- ``classify``: logits over quantized ab bins (Zhang et al. 2016). Read out with
+  the annealed mean (:func:`decode_ab`), whose temperature is the saturation
+  control: lower is more vivid.
+- ``regress``: ab/110 directly (tanh), the baselines from the literature.
+
+A network is fully described by its config dict, which is stored in every
+checkpoint so that ``build_model(config)`` rebuilds it without other input.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .color import AB_SCALE, in_gamut_bins
+
+ARCHS = ("vidcolor", "conv", "fusion", "vgg", "resnet", "tiny")
+DEFAULT_ARCH = "vidcolor"
+IN_CH = 4
+
+
+def cbr(cin: int, cout: int, stride: int = 1, dil: int = 1, k: int = 3) -> nn.Sequential:
+    pad = dil * (k // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad, dilation=dil, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int, dil: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(cbr(c, c, dil=dil),
+                                  nn.Conv2d(c, c, 3, 1, dil, dilation=dil, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+class GlobalFusion(nn.Module):
+    """Image-level context (Iizuka 2016): pool, MLP, broadcast, fuse by 1x1 conv.
+
+    Knowing 'this is a beach' or 'this is indoors' is what keeps skies blue and
+    walls plausible; local filters alone cannot see it.
+    """
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.down = nn.Sequential(cbr(c, c, stride=2), cbr(c, c, stride=2))
+        self.mlp = nn.Sequential(nn.Linear(c, c), nn.ReLU(inplace=True), nn.Linear(c, c), nn.ReLU(inplace=True))
+        self.fuse = cbr(2 * c, c, k=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.mlp(self.down(x).mean(dim=(2, 3)))
+        return self.fuse(torch.cat([x, g[:, :, None, None].expand_as(x)], dim=1))
+
+
+class VidColorNet(nn.Module):
+    """Default: 1/4-resolution classifier with dilated context and global fusion.
+
+    Stride-4 stem, the heavy lifting at 1/8 with growing dilation, a global
+    branch, then one skip back to 1/4 where the bin logits are predicted. About
+    1.3 GMAC at 256x256, so it stays real-time-ish on two CPU cores.
+    """
+
+    kind = "classify"
+
+    def __init__(self, width: int = 32, n_bins: int = 244, blocks: int = 4):
+        super().__init__()
+        c1, c2, c3 = width, 2 * width, 3 * width
+        self.stem = nn.Sequential(cbr(IN_CH, c1, stride=2), cbr(c1, c2, stride=2), cbr(c2, c2))
+        dils = [1, 2, 4, 1, 2, 4, 1, 2][:blocks]
+        self.mid = nn.Sequential(cbr(c2, c3, stride=2), *[ResBlock(c3, d) for d in dils])
+        self.glob = GlobalFusion(c3)
+        self.reduce = cbr(c3 + c2, c2, k=1)
+        self.up = nn.Sequential(cbr(c2, c2), cbr(c2, c2))
+        self.head = nn.Conv2d(c2, n_bins, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        m = self.glob(self.mid(s))
+        m = F.interpolate(m, size=s.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(self.up(self.reduce(torch.cat([m, s], dim=1))))
+
+
+class ConvNet(nn.Module):
+    """Wallner-style plain conv encoder to 1/8, then upsampling (regression)."""
+
+    kind = "regress"
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.enc = nn.Sequential(cbr(IN_CH, w, 2), cbr(w, w), cbr(w, 2 * w, 2), cbr(2 * w, 2 * w),
+                                 cbr(2 * w, 4 * w, 2), cbr(4 * w, 4 * w), cbr(4 * w, 4 * w))
+        self.dec = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), cbr(4 * w, 2 * w),
+                                 nn.Upsample(scale_factor=2, mode="nearest"), cbr(2 * w, w),
+                                 nn.Conv2d(w, 2, 3, 1, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.enc(x))
+
+
+class FusionNet(nn.Module):
+    """Encoder, global-feature fusion layer, decoder (Iizuka / Deep Koalarization)."""
+
+    kind = "regress"
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.enc = nn.Sequential(cbr(IN_CH, w, 2), cbr(w, 2 * w, 2), cbr(2 * w, 4 * w, 2), cbr(4 * w, 4 * w))
+        self.glob = GlobalFusion(4 * w)
+        self.dec = nn.Sequential(cbr(4 * w, 2 * w), nn.Upsample(scale_factor=2, mode="nearest"),
+                                 cbr(2 * w, w), nn.Conv2d(w, 2, 3, 1, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.glob(self.enc(x)))
+
+
+class VGGNet(nn.Module):
+    """VGG-16-style encoder (conv pairs + stride, to 1/8) with a tanh decoder on ab/128."""
+
+    kind = "regress"
+    ab_scale = 128.0
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+        layers: list[nn.Module] = []
+        cin = IN_CH
+        for i, c in enumerate([w, 2 * w, 4 * w, 8 * w]):
+            n = 2 if i < 2 else 3
+            for j in range(n):
+                layers.append(cbr(cin, c, stride=2 if (j == 0 and 0 < i) else 1))
+                cin = c
+        self.enc = nn.Sequential(*layers)
+        self.dec = nn.Sequential(cbr(8 * w, 4 * w), nn.Upsample(scale_factor=2, mode="nearest"),
+                                 cbr(4 * w, 2 * w), nn.Conv2d(2 * w, 2, 3, 1, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.enc(x))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(cbr(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class ResNetColor(nn.Module):
+    """First three ResNet-18 stages (stem to 1/4, stages to 1/16) and an upsampling decoder."""
+
+    kind = "regress"
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(IN_CH, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, 2, 1))
+        self.l1 = nn.Sequential(BasicBlock(w, w, 1), BasicBlock(w, w, 1))
+        self.l2 = nn.Sequential(BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1))
+        self.l3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1))
+        self.dec = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), cbr(4 * w, 2 * w),
+                                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), cbr(2 * w, w),
+                                 nn.Conv2d(w, 2, 3, 1, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.l3(self.l2(self.l1(self.stem(x)))))
+
+
+class TinyNet(nn.Module):
+    """A small BatchNorm CNN of the kind used on 32x32 inputs; full resolution, no striding."""
+
+    kind = "regress"
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(cbr(IN_CH, w), cbr(w, w, dil=2), cbr(w, w, dil=4), cbr(w, w),
+                                 nn.Conv2d(w, 2, 3, 1, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+_CLASSES = {"vidcolor": VidColorNet, "conv": ConvNet, "fusion": FusionNet, "vgg": VGGNet,
+            "resnet": ResNetColor, "tiny": TinyNet}
+
+
+def default_config(arch: str = DEFAULT_ARCH) -> dict[str, Any]:
+    """The config of an architecture at its default size."""
+    if arch not in _CLASSES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    cfg: dict[str, Any] = {"arch": arch}
+    if arch == "vidcolor":
+        cfg.update(width=32, blocks=4, bin_step=10.0)
+    elif arch == "vgg":
+        cfg.update(width=16)
+    else:
+        cfg.update(width=32)
+    return cfg
+
+
+class Colorizer(nn.Module):
+    """A network plus what is needed to turn its output into ab units."""
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.config = dict(config)
+        arch = config["arch"]
+        if arch not in _CLASSES:
+            raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        kwargs = {k: v for k, v in config.items() if k in ("width", "blocks")}
+        if arch == "vidcolor":
+            bins = in_gamut_bins(config.get("bin_step", 10.0))
+            kwargs["n_bins"] = len(bins)
+            self.register_buffer("bins", bins, persistent=False)
+        self.net = _CLASSES[arch](**kwargs)
+        self.kind = self.net.kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def decode_ab(self, out: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
+        """Network output -> ab in Lab units, shape (N, 2, h, w).
+
+        For classifiers this is the annealed mean: softmax(log p / T) weighted
+        mean of bin centres. T=1 is the (dull) mean, T->0 the (noisy) mode.
+        """
+        if self.kind == "regress":
+            return out.float() * getattr(self.net, "ab_scale", AB_SCALE)
+        p = torch.softmax(out.float() / max(temperature, 1e-3), dim=1)
+        return torch.einsum("nkhw,kc->nchw", p, self.bins.to(p))
+
+
+def build_model(config: dict[str, Any]) -> Colorizer:
+    """Rebuild a model from the config dict stored in a checkpoint."""
+    return Colorizer(config)
+
+
+def count_macs(model: nn.Module, size: int = 256) -> int:
+    """Multiply-accumulates of one forward pass at size x size (convs and linears)."""
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, inp, out):  # noqa: ANN001
+        nonlocal total
+        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def lin_hook(m: nn.Linear, inp, out):  # noqa: ANN001
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(lin_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, IN_CH, size, size))
+    model.train(was)
+    for h in hooks:
+        h.remove()
+    return total

@@ -1,0 +1,305 @@
+"""The library API: colorize a video file or a folder of frames.
+
+Flow: decoder thread -> bounded queue -> batched engine (ab at render size)
+-> temporal smoother -> composition with the full-resolution L -> encoder
+(segments) -> final mux with the original audio. Batches sit at fixed frame
+positions (multiples of the batch size) and segments at multiples of the
+segment length, so a resumed run computes exactly what an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import frameio, videoio
+from .engine import Engine
+from .errors import Interrupted, VidcolorError
+from .job import Job, VideoJob, file_identity, folder_identity
+from .temporal import Item, Smoother
+from .weights import load_checkpoint, load_model, sha256_file, default_weights_path
+
+DEFAULT_BATCH = 8
+DEFAULT_RENDER = 256
+DEFAULT_SEGMENT = 240
+DEFAULT_TEMPERATURE = 0.38
+
+
+@dataclass
+class Settings:
+    """Everything that changes the colours; recorded in checkpoints so resumes match."""
+
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = DEFAULT_BATCH
+    render_size: int = DEFAULT_RENDER
+    temperature: float = DEFAULT_TEMPERATURE
+    temporal_window: int = 0
+    cut_threshold: float = 0.5
+
+    def validate(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1 or self.batch_size > 1024:
+            raise VidcolorError(f"--batch-size must be a whole number from 1 to 1024, got {self.batch_size!r}")
+        if not 0.01 <= self.temperature <= 5.0:
+            raise VidcolorError(f"saturation temperature must be between 0.01 and 5, got {self.temperature}")
+        if self.temporal_window < 0 or self.temporal_window > 64:
+            raise VidcolorError(f"--temporal-window must be from 0 to 64, got {self.temporal_window}")
+
+
+@dataclass
+class Result:
+    frames: int = 0
+    seconds: float = 0.0
+    resumed_at: int = 0
+    damaged_frames: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _progress(total: int | None, initial: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, initial=initial, unit="frame", desc=desc, dynamic_ncols=True,
+                disable=not enabled or not sys.stderr.isatty(), smoothing=0.1)
+
+
+def _prepare(settings: Settings) -> tuple[Engine, Smoother, str]:
+    settings.validate()
+    wpath = Path(settings.weights) if settings.weights else default_weights_path()
+    model = load_model(wpath)
+    engine = Engine(model, settings.device, settings.render_size, settings.temperature)
+    smoother = Smoother(settings.temporal_window, settings.cut_threshold)
+    return engine, smoother, sha256_file(wpath)
+
+
+def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) -> dict[str, Any]:
+    return {"weights_sha256": weights_sha, "device": engine.device.type, "batch_size": settings.batch_size,
+            "render_size": settings.render_size, "temperature": settings.temperature,
+            "temporal_window": settings.temporal_window, "cut_threshold": settings.cut_threshold, **extra}
+
+
+def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
+                  batch_size: int, start: int) -> Iterator[tuple[Item, np.ndarray]]:
+    """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
+
+    Frames before ``start`` (the re-warm span after a resume) are predicted so
+    the smoother sees them, but not composed or yielded.
+    """
+    batch: list[tuple[int, np.ndarray, Any]] = []
+
+    def run(batch: list) -> Iterator[tuple[Item, np.ndarray]]:
+        pred = engine.predict([b[1] for b in batch])
+        ready: list[Item] = []
+        for i, (idx, img, payload) in enumerate(batch):
+            ready += smoother.push(Item(idx, pred.L[i], pred.ab[i], (img, payload)))
+        yield from _compose(engine, ready, start)
+
+    for idx, img, payload in frames:
+        if batch and (idx % batch_size == 0 or img.shape != batch[0][1].shape or img.dtype != batch[0][1].dtype):
+            yield from run(batch)
+            batch = []
+        batch.append((idx, img, payload))
+    if batch:
+        yield from run(batch)
+    yield from _compose(engine, smoother.flush(), start)
+
+
+def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[Item, np.ndarray]]:
+    import torch
+
+    items = [it for it in items if it.index >= start]
+    i = 0
+    while i < len(items):
+        j = i + 1
+        shape = items[i].payload[0].shape
+        while j < len(items) and items[j].payload[0].shape == shape and items[j].payload[0].dtype == items[i].payload[0].dtype:
+            j += 1
+        group = items[i:j]
+        out = engine.compose_batch([it.payload[0] for it in group], torch.stack([it.ab for it in group]))
+        yield from zip(group, out)
+        i = j
+
+
+def _warm_start(start: int, warmup: int, batch_size: int) -> int:
+    """First frame to predict when resuming at ``start``: aligned to a batch boundary."""
+    return max(0, (start - warmup) // batch_size * batch_size) if start > 0 else 0
+
+
+def _check_output(src: Path, dest: Path, overwrite: bool) -> None:
+    if dest.exists() and (dest.resolve() == src.resolve() or (src.exists() and os.path.samefile(src, dest))):
+        raise VidcolorError(f"output is the same file as the input: {dest}; choose another output name")
+    if src.resolve() == dest.resolve():
+        raise VidcolorError(f"output is the same path as the input: {dest}; choose another output name")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise VidcolorError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise VidcolorError(f"output folder is not writable: {parent}")
+    if dest.is_dir():
+        raise VidcolorError(f"output is a directory: {dest}; give a file name such as {dest / 'out.mp4'}")
+    if dest.exists() and not overwrite:
+        raise VidcolorError(f"output exists: {dest}; use --overwrite to replace it")
+
+
+def colorize_video(input: str | Path, output: str | Path, settings: Settings | None = None,
+                   encode: videoio.EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
+                   segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
+                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Result:
+    """Colorize the video ``input`` into ``output``, resuming an interrupted job for the same command.
+
+    The output keeps the input's frame count, pts, time_base, size and sample
+    aspect ratio; audio and subtitle streams are copied packet for packet.
+    """
+    src, dest = Path(input), Path(output)
+    settings = settings or Settings()
+    encode = encode or videoio.EncodeOptions()
+    fmt = videoio.output_format(dest)
+    _check_output(src, dest, overwrite)
+    info = videoio.probe(src)
+    videoio.check_codec(encode)
+    engine, smoother, wsha = _prepare(settings)
+    seg_len = max(segment_frames // settings.batch_size, 1) * settings.batch_size
+    spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
+                 high_depth=info.bit_depth > 8)
+    job = VideoJob(dest, spec, restart=restart)
+    start = job.frames_done
+    res = Result(resumed_at=start)
+    t0 = time.time()
+    if job.resumed:
+        log(f"resuming at frame {start:,} of {info.frames:,}" if info.frames else f"resuming at frame {start:,}")
+    if not job.complete:
+        _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res)
+    if job.state.get("total_frames", 0) == 0:
+        job.remove()
+        raise VidcolorError(f"no frame of {src} could be decoded")
+    partial = dest.with_name(f".{dest.stem}.partial{dest.suffix}")
+    try:
+        videoio.join_segments(job.segment_paths(), src, partial, fmt)
+        os.replace(partial, dest)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise VidcolorError(f"cannot write {dest}: {e.strerror or e}; the job is kept, re-run to finish") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    videoio.fsync_dir(dest.parent if str(dest.parent) else Path("."))
+    res.frames = job.state["total_frames"]
+    job.remove()
+    res.seconds = time.time() - t0
+    return res
+
+
+def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
+                     encode: videoio.EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
+                     res: Result) -> None:
+    warm = _warm_start(start, smoother.warmup, settings.batch_size)
+    frames = videoio.Prefetcher(videoio.iter_frames(src, high_depth=info.bit_depth > 8), maxsize=2 * settings.batch_size)
+    gen = ((f.index, f.image, f.pts) for f in frames if f.index >= warm)
+    writer: videoio.SegmentWriter | None = None
+    seg_start = start
+    bar = _progress(info.frames, start, progress, src.name)
+    last = start - 1
+    try:
+        for item, rgb in stream_colour(engine, smoother, gen, settings.batch_size, start):
+            k = item.index // seg_len
+            if writer is None:
+                seg_start = k * seg_len
+                writer = videoio.SegmentWriter(job.temp_segment(k), info, encode)
+            writer.write(rgb, item.payload[1])
+            last = item.index
+            bar.update(1)
+            if (item.index + 1) % seg_len == 0:
+                writer.close()
+                job.commit_segment(k, seg_start, writer.frames)
+                writer = None
+        if writer is not None:
+            writer.close()
+            job.commit_segment(last // seg_len, seg_start, writer.frames)
+            writer = None
+        job.mark_complete(last + 1)
+    except KeyboardInterrupt:
+        if writer is not None:
+            writer.abort()  # left as a .tmp file, which a resume deletes
+        raise Interrupted(f"interrupted after frame {job.frames_done:,}; run the same command again to resume") from None
+    except OSError as e:
+        if writer is not None:
+            writer.abort()
+        raise VidcolorError(f"write failed ({e.strerror or e}); free space and run the same command to resume") from None
+    finally:
+        frames.close()
+        bar.close()
+
+
+def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Settings | None = None,
+                    overwrite: bool = False, restart: bool = False, progress: bool = True,
+                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Result:
+    """Colorize a folder of frames into ``output_dir`` with the same names, sizes, depths and alpha."""
+    src, dest = Path(input_dir), Path(output_dir)
+    settings = settings or Settings()
+    files = frameio.list_frames(src)
+    if dest.exists() and dest.resolve() == src.resolve():
+        raise VidcolorError(f"output folder is the input folder: {dest}; choose another")
+    if dest.exists() and not dest.is_dir():
+        raise VidcolorError(f"output exists and is not a folder: {dest}")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidcolorError(f"cannot create output folder {dest}: {e.strerror or e}") from None
+    if not os.access(dest, os.W_OK):
+        raise VidcolorError(f"output folder is not writable: {dest}")
+    engine, smoother, wsha = _prepare(settings)
+    spec = _spec(settings, engine, wsha, input=folder_identity(files))
+    manifest = dest / ".vidcolor-job.json"
+    had_job = manifest.exists()
+    for p in dest.glob(".*.vidcolor-tmp*"):
+        p.unlink()
+    outs = [dest / f.name for f in files]
+    if not had_job or restart:
+        existing = [o for o in outs if o.exists()]
+        if existing and not overwrite:
+            raise VidcolorError(f"{dest} already holds {len(existing)} of the output frames (e.g. "
+                                f"{existing[0].name}); use --overwrite to replace them")
+        if restart or overwrite:
+            for o in existing:
+                o.unlink()
+    job = Job(manifest, spec, restart=restart)
+    job.save()
+    start = 0
+    while start < len(outs) and frameio.is_complete(outs[start]):
+        start += 1
+    res = Result(resumed_at=start)
+    if had_job and start > 0:
+        log(f"resuming at frame {start:,} of {len(files):,}")
+    t0 = time.time()
+    warm = _warm_start(start, smoother.warmup, settings.batch_size)
+    alphas: dict[int, np.ndarray | None] = {}
+
+    def read_all() -> Iterator[tuple[int, np.ndarray, Any]]:
+        for i in range(warm, len(files)):
+            fr = frameio.read_frame(files[i])
+            alphas[i] = fr.alpha
+            yield i, fr.rgb, None
+
+    reader = videoio.Prefetcher(read_all(), maxsize=2 * settings.batch_size)
+    bar = _progress(len(files), start, progress, src.name)
+    try:
+        for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start):
+            frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
+            job.state["frames_done"] = item.index + 1
+            bar.update(1)
+            res.frames += 1
+            for k in [k for k in alphas if k < item.index]:
+                alphas.pop(k)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after frame {job.state['frames_done']:,}; run the same command again "
+                          f"to resume") from None
+    finally:
+        reader.close()
+        bar.close()
+    job.discard()
+    res.seconds = time.time() - t0
+    return res

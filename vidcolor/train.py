@@ -1,0 +1,253 @@
+"""Training loop (nanoGPT-style: flat, resumable, one checkpoint dict).
+
+    python scripts/train.py --out runs/vidcolor --minutes 120 --threads 2
+
+Re-running the same command resumes from ``OUT/ckpt.pt``. The checkpoint holds
+the model config, model and EMA weights, optimizer, step, the class-rebalancing
+prior and the wall time spent so far, so sessions add up on one model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as D
+from .color import AB_SCALE, rgb_to_lab
+from .metrics import colorfulness, psnr
+from .model import Colorizer, build_model, default_config
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "../shared/data"
+    out: str = "runs/vidcolor"
+    arch: str = "vidcolor"
+    batch: int = 16
+    crop: int = 144
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup: int = 500
+    max_steps: int = 60_000  # the cosine horizon; runs are cut by --minutes/--steps
+    weight_decay: float = 1e-4
+    ema: float = 0.999
+    rebalance: float = 0.5  # lambda of Zhang et al.: 0 = full rebalancing, 1 = none
+    hints: bool = True
+    seed: int = 1234
+    eval_every: int = 1000
+    ckpt_every_s: float = 300.0
+    threads: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr`` at ``max_steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * t)) * (cfg.lr - cfg.min_lr)
+
+
+def estimate_rebalance(images: list[np.ndarray], bins: torch.Tensor, lam: float, rng: np.random.Generator,
+                       n: int = 600, sigma: float = 5.0) -> torch.Tensor:
+    """Per-bin loss weights w = ((1-lam) p_smooth + lam/K)^-1, normalised so E_p[w] = 1."""
+    counts = torch.zeros(len(bins), dtype=torch.float64)
+    for i in rng.choice(len(images), size=min(n, len(images)), replace=False):
+        img = torch.from_numpy(images[i][::4, ::4].copy()).permute(2, 0, 1).float() / 255.0
+        ab = rgb_to_lab(img)[1:].reshape(2, -1).T
+        counts += torch.bincount(torch.cdist(ab, bins).argmin(1), minlength=len(bins)).double()
+    p = counts / counts.sum()
+    d2 = torch.cdist(bins.double(), bins.double()) ** 2
+    p = (torch.exp(-d2 / (2 * sigma ** 2)) @ p)
+    p = p / p.sum()
+    w = 1.0 / ((1 - lam) * p + lam / len(bins))
+    return (w / (p * w).sum()).float()
+
+
+def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """ab (N,2,h,w) -> soft targets (N,K,h,w) over the k nearest bins, and the nearest bin index (N,h,w)."""
+    n, _, h, w = ab.shape
+    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    d = torch.cdist(flat, bins)
+    dk, ik = d.topk(k, dim=1, largest=False)
+    wk = torch.softmax(-dk ** 2 / (2 * sigma ** 2), dim=1)
+    tgt = torch.zeros(flat.shape[0], len(bins)).scatter_(1, ik, wk)
+    return tgt.view(n, h, w, -1).permute(0, 3, 1, 2), ik[:, 0].view(n, h, w)
+
+
+def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: torch.Tensor | None) -> torch.Tensor:
+    if model.kind == "regress":
+        scale = getattr(model.net, "ab_scale", AB_SCALE)
+        tgt = F.interpolate(lab[:, 1:], size=out.shape[-2:], mode="area") / scale
+        return F.mse_loss(out.float(), tgt)
+    tgt_ab = F.interpolate(lab[:, 1:], size=out.shape[-2:], mode="area")
+    tgt, nearest = soft_encode(tgt_ab, model.bins)
+    logp = torch.log_softmax(out.float(), dim=1)
+    ce = -(tgt * logp).sum(dim=1)
+    weight = rebal[nearest] if rebal is not None else 1.0
+    return (ce * weight).mean()
+
+
+@torch.no_grad()
+def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
+                hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper)."""
+    from .color import lab_to_rgb
+
+    lab = rgb_to_lab(rgb)
+    x = D.make_input(lab[:, :1], hint_ab, mask)
+    ab = model.decode_ab(model(x), temperature)
+    ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
+    return lab_to_rgb(torch.cat([lab[:, :1], ab], dim=1))
+
+
+@torch.no_grad()
+def quick_eval(model: Colorizer, images: list[np.ndarray], temperature: float = 0.38) -> dict[str, float]:
+    """Mean PSNR, grey-baseline PSNR and colourfulness ratio on a few dev photos."""
+    model.eval()
+    ps, base, cf, cf_gt = [], [], [], []
+    for img in images:
+        rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+        out = (predict_rgb(model, rgb, temperature)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        grey = predict_rgb_grey(rgb)
+        ps.append(psnr(out, img))
+        base.append(psnr(grey, img))
+        cf.append(colorfulness(out))
+        cf_gt.append(colorfulness(img))
+    model.train()
+    return {"psnr": float(np.mean(ps)), "psnr_grey": float(np.mean(base)),
+            "colorfulness_ratio": float(np.mean(cf) / max(np.mean(cf_gt), 1e-9))}
+
+
+def predict_rgb_grey(rgb: torch.Tensor) -> np.ndarray:
+    """The a=b=0 baseline of (1,3,H,W) RGB as uint8 (H,W,3)."""
+    from .color import lab_to_rgb
+
+    lab = rgb_to_lab(rgb)
+    lab[:, 1:] = 0
+    return (lab_to_rgb(lab)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_atomic(obj: dict, path: Path | str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = None, progress: bool = True) -> Path:
+    """Train (or resume) until ``minutes`` of wall time or ``steps`` more steps have passed."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    data_dir = Path(cfg.data_dir)
+    items = D.read_manifest(data_dir)
+    train_items, dev_items = D.split(items)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    if state is not None:
+        saved = state["train_config"]
+        cfg = TrainConfig(**{**saved, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads})
+        print(f"resuming {ckpt_path} at step {state['step']}")
+    torch.manual_seed(cfg.seed)
+    model = build_model(state["config"] if state else default_config(cfg.arch))
+    ema = build_model(model.config)
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    images = D.load_images(data_dir, train_items, progress)
+    dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
+    probs = D.source_weights(train_items)
+    rebal = None
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optim.load_state_dict(state["optimizer"])
+        rebal = state.get("rebalance")
+    else:
+        ema.load_state_dict(model.state_dict())
+        if model.kind == "classify":
+            rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
+    step = state["step"] if state else 0
+    wall = state["wall_seconds"] if state else 0.0
+    history = state["history"] if state else []
+    ema.eval()
+
+    def checkpoint() -> None:
+        obj = {"config": model.config, "model": model.state_dict(), "ema": ema.state_dict(),
+               "optimizer": optim.state_dict(), "step": step, "wall_seconds": wall, "history": history,
+               "train_config": asdict(cfg), "rebalance": rebal}
+        save_atomic(obj, ckpt_path)
+
+    t_start = time.time()
+    t_ckpt = t_start
+    stop_step = step + steps if steps is not None else None
+    bar = tqdm(desc=f"train {cfg.arch}", initial=step, disable=not progress, unit="step")
+    model.train()
+    stop = {"signal": None}
+
+    def on_signal(signum: int, frame: Any) -> None:  # finish the step, checkpoint, then leave
+        stop["signal"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    while stop["signal"] is None:
+        elapsed = time.time() - t_start
+        if (minutes is not None and elapsed >= minutes * 60) or (stop_step is not None and step >= stop_step):
+            break
+        rng = np.random.default_rng([cfg.seed, step])  # per-step seed: resuming replays the same batches
+        lab, x = D.make_batch(images, probs, cfg.batch, cfg.crop, rng, hints=cfg.hints)
+        lr = get_lr(step, cfg)
+        for g in optim.param_groups:
+            g["lr"] = lr
+        loss = compute_loss(model, model(x), lab, rebal)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        with torch.no_grad():
+            d = min(cfg.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+                if pe.dtype.is_floating_point:
+                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                else:
+                    pe.copy_(pm)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+        now = time.time()
+        if step % cfg.eval_every == 0:
+            wall += now - t_ckpt
+            t_ckpt = now
+            m = quick_eval(ema, dev_images)
+            history.append({"step": step, "wall_seconds": round(wall), "loss": round(loss.item(), 4), **m})
+            print(json.dumps(history[-1]), flush=True)
+            checkpoint()
+        elif now - t_ckpt >= cfg.ckpt_every_s:
+            wall += now - t_ckpt
+            t_ckpt = now
+            checkpoint()
+    wall += time.time() - t_ckpt
+    checkpoint()
+    bar.close()
+    for s, h in old.items():
+        signal.signal(s, h)
+    if stop["signal"] is not None:
+        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved, re-run to resume")
+    return ckpt_path
+
+
+def export_weights(ckpt_path: Path, dest: Path) -> None:
+    """Write the slim inference file: config + EMA weights + training facts."""
+    st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    obj = {"config": st["config"], "model": st["ema"], "step": st["step"],
+           "wall_seconds": st["wall_seconds"], "train_config": st["train_config"], "history": st["history"]}
+    save_atomic(obj, dest)
