@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .errors import VidcolorError
-from .pipeline import DEFAULT_BATCH, DEFAULT_RENDER, DEFAULT_TEMPERATURE, Settings
+from .pipeline import DEFAULT_BATCH, DEFAULT_RENDER, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, Settings
 
 
 def _on_term(signum: int, frame: Any) -> None:
@@ -28,7 +28,7 @@ def common(f):  # noqa: ANN001, ANN201
                      help="Short side, in pixels, at which colour is predicted."),
         click.option("--saturation", type=click.FloatRange(0.1, 3.0), default=1.0, show_default=True,
                      help="Colour strength: >1 more vivid, <1 more muted (scales the readout temperature)."),
-        click.option("--temporal-window", type=click.IntRange(0, 64), default=0, show_default=True,
+        click.option("--temporal-window", type=click.IntRange(0, 64), default=DEFAULT_WINDOW, show_default=True,
                      help="Frames each side used to smooth colour over time; 0 = per-frame."),
         click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
                      help="Scene-cut sensitivity: lower finds more cuts."),
@@ -108,6 +108,7 @@ def frames(input_dir: Path, output_dir: Path, **kw: Any) -> None:
                                  restart=kw["restart"], progress=not kw["quiet"],
                                  log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(s, err=True))),
          kw["quiet"])
+
 
 
 if __name__ == "__main__":

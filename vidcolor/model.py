@@ -197,7 +197,19 @@ class TinyNet(nn.Module):
         return self.net(x)
 
 
-_CLASSES = {"vidcolor": VidColorNet, "conv": ConvNet, "fusion": FusionNet, "vgg": VGGNet,
+class IdentityNet(nn.Module):
+    """No network at all (ab = 0): lets benchmarks time everything but the model."""
+
+    kind = "regress"
+
+    def __init__(self, width: int = 0):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], 2, (x.shape[2] + 3) // 4, (x.shape[3] + 3) // 4)
+
+
+_CLASSES = {"identity": IdentityNet, "vidcolor": VidColorNet, "conv": ConvNet, "fusion": FusionNet, "vgg": VGGNet,
             "resnet": ResNetColor, "tiny": TinyNet}
 
 
@@ -206,6 +218,8 @@ def default_config(arch: str = DEFAULT_ARCH) -> dict[str, Any]:
     if arch not in _CLASSES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     cfg: dict[str, Any] = {"arch": arch}
+    if arch == "identity":
+        return cfg
     if arch == "vidcolor":
         cfg.update(width=32, blocks=4, bin_step=10.0)
     elif arch == "vgg":

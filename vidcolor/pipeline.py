@@ -28,6 +28,7 @@ DEFAULT_BATCH = 8
 DEFAULT_RENDER = 256
 DEFAULT_SEGMENT = 240
 DEFAULT_TEMPERATURE = 0.38
+DEFAULT_WINDOW = 0
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Settings:
     batch_size: int = DEFAULT_BATCH
     render_size: int = DEFAULT_RENDER
     temperature: float = DEFAULT_TEMPERATURE
-    temporal_window: int = 0
+    temporal_window: int = DEFAULT_WINDOW
     cut_threshold: float = 0.5
 
     def validate(self) -> None:

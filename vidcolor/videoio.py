@@ -195,16 +195,49 @@ def check_codec(opts: EncodeOptions) -> None:
                                 f"choose one of {', '.join(sorted(names))}")
 
 
-def choose_pix_fmt(opts: EncodeOptions, bit_depth: int) -> str:
+def choose_pix_fmt(opts: EncodeOptions, bit_depth: int, width: int = 2, height: int = 2) -> str:
+    """The user's --pix-fmt, else 4:2:0 at the input's depth; 4:4:4 for odd sizes,
+    which 4:2:0 cannot hold without cropping or padding the picture."""
     if opts.pix_fmt:
+        if opts.pix_fmt.startswith(("yuv420", "nv12")) and (width % 2 or height % 2):
+            raise VidcolorError(f"--pix-fmt {opts.pix_fmt} needs an even frame size, the input is "
+                                f"{width}x{height}; use yuv444p or leave --pix-fmt out")
         return opts.pix_fmt
     codec = av.codec.Codec(opts.codec, "w")
     names = [f.name for f in (codec.video_formats or [])]
-    if bit_depth > 8 and "yuv420p10le" in names:
-        return "yuv420p10le"
-    if "yuv420p" in names or not names:
-        return "yuv420p"
+    odd = bool(width % 2 or height % 2)
+    prefs = (["yuv444p10le", "yuv444p"] if odd else ["yuv420p10le", "yuv420p"]) if bit_depth > 8 else \
+        (["yuv444p"] if odd else ["yuv420p"])
+    for p in prefs:
+        if p in names or not names:
+            return p
     return names[0]
+
+
+# x264 CPU flags MMX..AVX2, BMI1/2, FMA3, LZCNT (no XOP/FMA4/AVX512) | CACHELINE_64 | SSE2_IS_FAST.
+X264_AVX2_CPU_MASK = 0xF3FF | (1 << 18) | (1 << 20)
+
+
+def _has_avx512() -> bool:
+    """True on x86 Linux CPUs with AVX-512.
+
+    There libx264's AVX-512 code gave different bits for the same frames from
+    run to run while PyTorch worked in the same process (measured: 4 distinct
+    outputs in 6 runs; 1 in 6 with AVX-512 masked off, identical to asm=0).
+    Resumed jobs must equal uninterrupted ones, so x264 is told to stop at AVX2,
+    which every AVX-512 CPU has, at no measurable speed cost.
+    """
+    global _AVX512
+    if _AVX512 is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                _AVX512 = any(line.startswith("flags") and " avx512f" in line for line in fh)
+        except OSError:
+            _AVX512 = False
+    return _AVX512
+
+
+_AVX512: bool | None = None
 
 
 class SegmentWriter:
@@ -215,7 +248,7 @@ class SegmentWriter:
         self.out = av.open(str(path), "w", format="mp4")
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
         s.width, s.height = info.width, info.height
-        s.pix_fmt = choose_pix_fmt(opts, info.bit_depth)
+        s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
         s.time_base = info.time_base
         s.codec_context.time_base = info.time_base
         if info.sample_aspect_ratio:
@@ -227,13 +260,15 @@ class SegmentWriter:
             o["preset"] = opts.preset
         if opts.threads:
             s.codec_context.thread_count = opts.threads
+        if opts.codec == "libx264" and _has_avx512():
+            o["x264-params"] = f"asm={X264_AVX2_CPU_MASK}"
         s.codec_context.options = o
         self.stream = s
         self.frames = 0
 
     def write(self, image: np.ndarray, pts: int | None) -> None:
         fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
-        frame = av.VideoFrame.from_ndarray(image, format=fmt)
+        frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
         frame.pts = pts
         frame.time_base = self.stream.time_base
         for p in self.stream.encode(frame):
@@ -250,6 +285,22 @@ class SegmentWriter:
             self.out.close()
         except av.error.FFmpegError:
             pass
+
+
+def _zero_padding(frame: av.VideoFrame) -> av.VideoFrame:
+    """Zero the bytes past each row's end in every plane.
+
+    x264's SIMD row copies read whole 16/32-byte blocks, i.e. into this
+    padding, which PyAV leaves uninitialised. Encoder input must be a function
+    of the picture alone for resumed jobs to equal uninterrupted ones.
+    """
+    comps = frame.format.components
+    for k, plane in enumerate(frame.planes):
+        bpp = sum((c.bits + 7) // 8 for c in comps if c.plane == k) or 1
+        used = plane.width * bpp
+        if plane.line_size > used:
+            np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, used:] = 0
+    return frame
 
 
 def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | None) -> None:

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Speed and memory of the pipeline, on one clip at one render size.
+
+Prints, in this order:
+  model GFLOPs and fps at 256x256 (issue 3 budget: <= 4 GFLOPs, >= 15 fps);
+  (a) model-only fps on the clip's frames (engine.predict on frames already in memory);
+  (b) end-to-end `vidcolor video` fps;
+  (c) end-to-end fps with the model replaced by an identity (everything but the network);
+  temporal smoothing's share of end-to-end time (issue 4), checkpointing cost (issue 5);
+  peak RSS of a run on the clip and on a clip 10x longer (bounded memory).
+The last line is exactly: e2e_fps=X model_fps=Y ratio=Z  (Z = X / Y).
+
+    python scripts/bench.py [--clip PATH] [--render-size 256] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vidcolor.engine import Engine  # noqa: E402
+from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
+from vidcolor.pipeline import DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
+from vidcolor.weights import default_weights_path, load_model  # noqa: E402
+
+
+def e2e(clip: Path, weights: Path, render: int, batch: int, window: int = 0, segment: int = 240) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "out.mp4"
+        t = time.perf_counter()
+        res = colorize_video(clip, out, Settings(weights=str(weights), render_size=render, batch_size=batch,
+                                                 temporal_window=window), progress=False, segment_frames=segment)
+        return res.frames / (time.perf_counter() - t)
+
+
+def model_fps(clip: Path, weights: Path, render: int, batch: int) -> float:
+    with av.open(str(clip)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    eng = Engine(load_model(weights), "auto", render)
+    eng.predict(frames[:batch])  # warm-up
+    t = time.perf_counter()
+    for i in range(0, len(frames), batch):
+        eng.predict(frames[i:i + batch])
+    return len(frames) / (time.perf_counter() - t)
+
+
+def loop_clip(src: Path, dest: Path, times: int) -> None:
+    """A clip `times` longer: the same frames over and over, re-encoded fast."""
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+        rate = v.average_rate
+    with av.open(str(dest), "w") as o:
+        s = o.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        s.codec_context.options = {"preset": "ultrafast"}
+        for k in range(times):
+            for f in frames:
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+
+
+def peak_rss_mb(clip: Path, weights: Path, render: int, batch: int, threads: int) -> float:
+    """Peak RSS of a fresh process running the CLI on `clip` (ru_maxrss of the child)."""
+    with tempfile.TemporaryDirectory() as d:
+        code = ("import sys,resource,torch; torch.set_num_threads(%d); from vidcolor.pipeline import *; "
+                "colorize_video(sys.argv[1], sys.argv[2], Settings(weights=sys.argv[3], render_size=%d, "
+                "batch_size=%d), progress=False); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+                % (threads, render, batch))
+        r = subprocess.run([sys.executable, "-c", code, str(clip), str(Path(d) / "o.mp4"), str(weights)],
+                           capture_output=True, text=True, cwd=REPO, check=True)
+        return int(r.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clip", type=Path, default=REPO.parent / "shared/data/clips/intel_car_aerial_8s_silentaudio.mp4")
+    p.add_argument("--weights", type=Path, default=default_weights_path())
+    p.add_argument("--render-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--window", type=int, default=None, help="temporal window for the smoothing figure")
+    p.add_argument("--skip-rss", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    window = DEFAULT_WINDOW if a.window is None else a.window
+    model = load_model(a.weights)
+    macs = count_macs(model.net if hasattr(model, "net") else model, 256)
+    x = torch.zeros(8, 4, 256, 256)
+    m = model.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        m(x)
+        t = time.perf_counter()
+        for _ in range(3):
+            m(x.contiguous(memory_format=torch.channels_last))
+        fps256 = 24 / (time.perf_counter() - t)
+    print(f"model: {model.config['arch']} {2 * macs / 1e9:.2f} GFLOPs per 256x256 frame, {fps256:.1f} fps at 256x256 "
+          f"(batch 8, {a.threads} threads)")
+    with tempfile.TemporaryDirectory() as d:
+        ident = Path(d) / "identity.pt"
+        im = build_model(default_config("identity"))
+        torch.save({"config": im.config, "model": im.state_dict()}, ident)
+        mf = model_fps(a.clip, a.weights, a.render_size, a.batch_size)
+        print(f"(a) model-only: {mf:.2f} fps")
+        ef = e2e(a.clip, a.weights, a.render_size, a.batch_size)
+        print(f"(b) end-to-end: {ef:.2f} fps")
+        idf = e2e(a.clip, ident, a.render_size, a.batch_size)
+        print(f"(c) end-to-end, identity model: {idf:.2f} fps")
+        if window:
+            sf = e2e(a.clip, a.weights, a.render_size, a.batch_size, window=window)
+            share = 1 - sf / ef  # (t_smooth - t_plain) / t_smooth, per frame
+            print(f"temporal window {window}: {sf:.2f} fps end-to-end; smoothing share of time {100 * share:.1f}%")
+        one = e2e(a.clip, a.weights, a.render_size, a.batch_size, segment=10**9)
+        seg = e2e(a.clip, a.weights, a.render_size, a.batch_size, segment=24)
+        print(f"checkpointing: {one:.2f} fps as one segment, {seg:.2f} fps with a segment every 24 frames "
+              f"(cost {100 * (1 - seg / one):.1f}%)")
+        if not a.skip_rss:
+            long_clip = Path(d) / "long.mp4"
+            loop_clip(a.clip, long_clip, 10)
+            r1 = peak_rss_mb(a.clip, a.weights, a.render_size, a.batch_size, a.threads)
+            r10 = peak_rss_mb(long_clip, a.weights, a.render_size, a.batch_size, a.threads)
+            print(f"peak RSS: {r1:.0f} MB for the clip, {r10:.0f} MB for 10x the clip ({100 * (r10 / r1 - 1):+.1f}%)")
+    print(json.dumps({"clip": str(a.clip), "render_size": a.render_size, "batch_size": a.batch_size,
+                      "threads": a.threads}))
+    print(f"e2e_fps={ef:.2f} model_fps={mf:.2f} ratio={ef / mf:.3f}")
+
+
+if __name__ == "__main__":
+    main()

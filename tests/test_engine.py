@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from vidcolor.color import rgb_to_lab
+from vidcolor.engine import Engine, render_shape, select_device
+from vidcolor.errors import VidcolorError
+from vidcolor.weights import load_model
+
+from .conftest import frame_pattern
+
+
+@pytest.fixture(scope="module")
+def engine(random_weights):
+    return Engine(load_model(random_weights), "cpu", render_size=64)
+
+
+def test_render_shape_keeps_aspect_and_short_side():
+    assert render_shape(480, 854, 256) == (256, 456)
+    assert render_shape(1080, 1920, 256) == (256, 456)
+    assert render_shape(2, 2, 256) == (256, 256)
+    h, w = render_shape(1001, 333, 128)
+    assert w == 128 and h % 8 == 0
+
+
+def test_batch_equals_singles(engine):
+    frames = [frame_pattern(i, 80, 60, grey=False) for i in range(5)]
+    batch = engine.predict(frames).ab
+    singles = torch.cat([engine.predict([f]).ab for f in frames])
+    assert batch.shape == singles.shape == (5, 2, 64, 88)
+    assert (batch - singles).abs().max().item() < 1e-3
+    out_b = engine.compose_batch(frames, batch)
+    out_s = [engine.compose_batch([f], a[None])[0] for f, a in zip(frames, singles)]
+    for a, b in zip(out_b, out_s):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_compose_keeps_input_l_and_dtype(engine):
+    f8 = frame_pattern(0, 50, 30)
+    out = engine.compose_batch([f8], engine.predict([f8]).ab)[0]
+    assert out.dtype == np.uint8 and out.shape == f8.shape
+    L_in = rgb_to_lab(torch.from_numpy(f8).permute(2, 0, 1).float() / 255)[0]
+    L_out = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1).float() / 255)[0]
+    # L survives except where the predicted colour leaves the sRGB gamut and is clipped
+    assert (L_in - L_out).abs().mean().item() < 2.0
+    f16 = f8.astype(np.uint16) * 257
+    out16 = engine.compose_batch([f16], engine.predict([f16]).ab)[0]
+    assert out16.dtype == np.uint16 and out16.shape == f16.shape
+
+
+def test_hints_change_prediction(engine):
+    f = frame_pattern(0, 64, 64)
+    hint = torch.zeros(1, 2, 64, 64)
+    mask = torch.zeros(1, 1, 64, 64)
+    hint[:, 0, 20:40, 20:40] = 60.0
+    mask[:, :, 20:40, 20:40] = 1.0
+    a = engine.predict([f]).ab
+    b = engine.predict([f], hint, mask).ab
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_device_choice():
+    assert select_device("cpu").type == "cpu"
+    with pytest.raises(VidcolorError, match="choose one of"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(VidcolorError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(random_weights):
+    frames = [frame_pattern(i, 96, 64) for i in range(4)]
+    cpu = Engine(load_model(random_weights), "cpu", render_size=64)
+    gpu = Engine(load_model(random_weights), "cuda", render_size=64)
+    a = cpu.predict(frames).ab
+    b = gpu.predict(frames).ab.cpu()
+    assert (a - b).abs().mean() < 2.0  # fp16 autocast: close, not equal
+    oc = cpu.compose_batch(frames, a)
+    og = gpu.compose_batch(frames, b)
+    assert all(np.abs(x.astype(int) - y.astype(int)).mean() < 2 for x, y in zip(oc, og))

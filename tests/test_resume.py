@@ -1,0 +1,175 @@
+"""Kill -9 a real vidcolor process at random points, resume, and compare with an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import REPO, frame_pattern, make_clip, read_video
+
+OPTS = ["--batch-size", "4", "--render-size", "64", "-q"]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vidcolor.cli", *args]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO)
+    e["OMP_NUM_THREADS"] = "1"  # same numerics in every process
+    return e
+
+
+def run_and_kill(cmd: list[str], progress_file, target: int, sig: int = signal.SIGKILL,
+                 timeout: float = 120) -> int:
+    """Start cmd, wait until progress_file() reports >= target frames, then send sig."""
+    p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < timeout:
+        if progress_file() >= target:
+            time.sleep(random.uniform(0.0, 0.2))  # land anywhere, also mid-segment or mid-write
+            p.send_signal(sig)
+            break
+        time.sleep(0.02)
+    p.wait(timeout=60)
+    return p.returncode
+
+
+def video_progress(out: Path):
+    man = out.parent / f".{out.name}.vidcolor-job" / "manifest.json"
+
+    def get() -> int:
+        try:
+            return json.loads(man.read_text())["frames_done"]
+        except (OSError, ValueError, KeyError):
+            return 0
+    return get
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("clip") / "in.mp4"
+    make_clip(p, n=72, w=96, h=64)
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, long_clip, random_weights) -> dict:
+    out = tmp_path_factory.mktemp("ref") / "ref.mp4"
+    r = subprocess.run(cli("video", str(long_clip), str(out), "--weights", str(random_weights),
+                           "--segment-frames", "8", *OPTS), env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return read_video(out)
+
+
+def test_kill9_resume_is_identical(tmp_path, long_clip, random_weights, reference):
+    random.seed(7)
+    out = tmp_path / "out.mp4"
+    cmd = cli("video", str(long_clip), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
+    prog = video_progress(out)
+    seen = []
+    for target in sorted(random.sample(range(8, 64, 8), 3)):
+        code = run_and_kill(cmd, prog, target)
+        seen.append((target, code, prog()))
+        assert not out.exists() or code == 0
+    assert any(code == -signal.SIGKILL for _, code, _ in seen), seen
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = read_video(out)
+    assert len(got["frames"]) == len(reference["frames"]) == 72
+    assert all(np.array_equal(a, b) for a, b in zip(got["frames"], reference["frames"]))
+    assert got["audio"] == reference["audio"]
+    assert got["times"] == reference["times"]
+    assert not (tmp_path / ".out.mp4.vidcolor-job").exists()
+
+
+def test_resume_message_and_torn_segment(tmp_path, long_clip, random_weights, reference):
+    out = tmp_path / "out.mp4"
+    base = ["video", str(long_clip), str(out), "--weights", str(random_weights), "--segment-frames", "8",
+            "--batch-size", "4", "--render-size", "64"]
+    code = run_and_kill(cli(*base, "-q"), video_progress(out), 24)
+    assert code != 0
+    job = tmp_path / ".out.mp4.vidcolor-job"
+    torn = job / "seg_000005.tmp.mp4"
+    torn.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(300))  # a segment cut off mid-write
+    (job / "manifest.json.tmp").write_text("{ half a manif")
+    r = subprocess.run(cli(*base), env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming at frame" in r.stderr
+    got = read_video(out)
+    assert all(np.array_equal(a, b) for a, b in zip(got["frames"], reference["frames"]))
+    assert len(got["frames"]) == 72
+
+
+def test_changed_input_is_refused_then_restart(tmp_path, random_weights):
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=48, w=96, h=64)
+    out = tmp_path / "out.mp4"
+    cmd = cli("video", str(src), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
+    run_and_kill(cmd, video_progress(out), 16)
+    make_clip(src, n=40, w=96, h=64)  # the input is replaced by another file
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+    assert r.returncode == 3
+    assert "input." in r.stderr and "--restart" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    r = subprocess.run(cmd + ["--crf", "30"], env=env(), capture_output=True, text=True)
+    assert r.returncode == 3 and "crf" in r.stderr
+    r = subprocess.run(cmd + ["--restart"], env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(read_video(out)["frames"]) == 40
+
+
+def test_ctrl_c_exits_nonzero_and_says_how_to_resume(tmp_path, long_clip, random_weights):
+    out = tmp_path / "out.mp4"
+    cmd = cli("video", str(long_clip), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
+    p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prog = video_progress(out)
+    t0 = time.time()
+    while prog() < 8 and p.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def make_frames(folder: Path, n: int) -> None:
+    from skimage import io
+
+    folder.mkdir()
+    for i in range(n):
+        io.imsave(folder / f"f{i}.png", frame_pattern(i, 96, 64)[..., 0], check_contrast=False)
+
+
+def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
+    src = tmp_path / "in"
+    make_frames(src, 40)
+    ref = tmp_path / "ref"
+    r = subprocess.run(cli("frames", str(src), str(ref), "--weights", str(random_weights), *OPTS), env=env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    cmd = cli("frames", str(src), str(out), "--weights", str(random_weights), *OPTS)
+
+    def prog() -> int:
+        return len([p for p in out.glob("f*.png")]) if out.exists() else 0
+
+    random.seed(3)
+    for target in sorted(random.sample(range(2, 36), 3)):
+        run_and_kill(cmd, prog, target)
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in ref.iterdir())
+    assert names == sorted(p.name for p in out.iterdir())  # no temp files or manifest left
+    for n in names:
+        assert (ref / n).read_bytes() == (out / n).read_bytes(), n
