@@ -4,6 +4,7 @@
     python scripts/train.py --arch vidcolor --out runs/vidcolor --minutes 120 --threads 2
 """
 import argparse
+import shutil
 from pathlib import Path
 
 from vidcolor.train import TrainConfig, export_weights, train
@@ -24,10 +25,16 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop after this much wall time")
     p.add_argument("--steps", type=int, default=None, help="stop after this many more steps")
     p.add_argument("--export", type=Path, default=None, help="write slim inference weights here at the end")
+    p.add_argument("--resume-from", type=Path, default=None,
+                   help="a training checkpoint (e.g. weights/vidcolor-train.pt) to continue when OUT has none")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
                       max_steps=a.max_steps, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads)
+    ckpt_path = Path(a.out) / "ckpt.pt"
+    if a.resume_from and not ckpt_path.exists():
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(a.resume_from, ckpt_path)  # train() then resumes from it as from its own
     ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet)
     if a.export:
         export_weights(ckpt, a.export)

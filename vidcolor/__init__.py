@@ -5,10 +5,23 @@ Library API (the CLI is a thin layer over it)::
     import vidcolor
     vidcolor.colorize_video("in.mp4", "out.mp4")
     vidcolor.colorize_frames("scans/", "coloured/")
+
+Names are loaded on first use, so ``import vidcolor`` (and the CLI's error
+paths) do not pay for importing torch until something needs it.
 """
-from .errors import VidcolorError
-from .pipeline import Result, Settings, colorize_frames, colorize_video
-from .weights import load_model
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["colorize_video", "colorize_frames", "load_model", "Settings", "Result", "VidcolorError"]
 __version__ = "0.1.0"
+
+_WHERE = {"colorize_video": "pipeline", "colorize_frames": "pipeline", "Settings": "pipeline",
+          "Result": "pipeline", "load_model": "weights", "VidcolorError": "errors"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'vidcolor' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .errors import VidcolorError
-from .pipeline import DEFAULT_BATCH, DEFAULT_RENDER, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, Settings
+from .defaults import DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_TEMPERATURE, DEFAULT_WINDOW
 
 
 def _on_term(signum: int, frame: Any) -> None:
@@ -30,8 +30,13 @@ def common(f):  # noqa: ANN001, ANN201
                      help="Colour strength: >1 more vivid, <1 more muted (scales the readout temperature)."),
         click.option("--temporal-window", type=click.IntRange(0, 64), default=DEFAULT_WINDOW, show_default=True,
                      help="Frames each side used to smooth colour over time; 0 = per-frame."),
-        click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+        click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0), default=DEFAULT_CUT_THRESHOLD, show_default=True,
                      help="Scene-cut sensitivity: lower finds more cuts."),
+        click.option("--reference", "references", multiple=True, metavar="FRAME_INDEX=IMAGE",
+                     help="A colour image of that frame (e.g. hand-coloured); its colours carry through the shot. "
+                          "Repeatable."),
+        click.option("--hints", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="JSON list of {frame, x, y, rgb} colour pins (full-size pixel coordinates)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing finished output."),
         click.option("--restart", is_flag=True, help="Discard an unfinished job's checkpoint and start over."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages."),
@@ -41,11 +46,14 @@ def common(f):  # noqa: ANN001, ANN201
     return f
 
 
-def _settings(kw: dict) -> Settings:
+def _settings(kw: dict) -> "Settings":  # noqa: F821
+    from .pipeline import Settings  # here, not at the top: torch loads only when work starts
+
     return Settings(weights=str(kw["weights"]) if kw["weights"] else None, device=kw["device"],
                     batch_size=kw["batch_size"], render_size=kw["render_size"],
                     temperature=DEFAULT_TEMPERATURE / kw["saturation"], temporal_window=kw["temporal_window"],
-                    cut_threshold=kw["cut_threshold"])
+                    cut_threshold=kw["cut_threshold"], references=tuple(kw["references"]),
+                    hints=str(kw["hints"]) if kw["hints"] else None)
 
 
 def _run(fn, quiet: bool) -> None:  # noqa: ANN001
@@ -60,6 +68,8 @@ def _run(fn, quiet: bool) -> None:  # noqa: ANN001
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, old)
+    for w in res.warnings:  # about the input or the run: shown even with -q
+        click.echo(f"vidcolor: warning: {w}", err=True)
     if not quiet:
         for n in res.notes:
             click.echo(f"vidcolor: {n}", err=True)
@@ -67,7 +77,42 @@ def _run(fn, quiet: bool) -> None:  # noqa: ANN001
         click.echo(f"vidcolor: {res.frames} frames coloured in {res.seconds:.1f} s ({fps:.1f} fps)", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Command-line mistakes end like every other error: one ``vidcolor: error: ...`` line, exit 2."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                e.show()  # bare `vidcolor`: the help text, as before
+                sys.exit(e.exit_code)
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            click.echo(f"vidcolor: error: {' '.join(e.format_message().split())}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"vidcolor: error: {' '.join(e.format_message().split())}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("vidcolor: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "eval":  # loaded on use: its imports (torch, scikit-image) are heavy
+            from .evaluate import eval_cmd
+
+            return eval_cmd
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "eval"])
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vidcolor")
 def main() -> None:
     """Bring colour to black-and-white film."""
@@ -83,8 +128,10 @@ def main() -> None:
 @click.option("--pix-fmt", default=None, help="Output pixel format (default yuv420p, or yuv420p10le for >8-bit input).")
 @click.option("--segment-frames", type=click.IntRange(8, 100_000), default=240, show_default=True,
               help="Frames per checkpointed segment.")
+@click.option("--deinterlace", is_flag=True,
+              help="Blend each frame's two fields before colouring (for interlaced input; keeps count and timing).")
 def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt: str | None,
-          segment_frames: int, **kw: Any) -> None:
+          segment_frames: int, deinterlace: bool, **kw: Any) -> None:
     """Colorize the video INPUT into OUTPUT (container from OUTPUT's extension), keeping its audio."""
     from .pipeline import colorize_video
     from .videoio import EncodeOptions
@@ -92,7 +139,8 @@ def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt:
     enc = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
     _run(lambda: colorize_video(input, output, _settings(kw), enc, overwrite=kw["overwrite"],
                                 restart=kw["restart"], segment_frames=segment_frames, progress=not kw["quiet"],
-                                log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(s, err=True))),
+                                log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(s, err=True)),
+                                deinterlace=deinterlace),
          kw["quiet"])
 
 
@@ -110,6 +158,21 @@ def frames(input_dir: Path, output_dir: Path, **kw: Any) -> None:
          kw["quiet"])
 
 
+@main.command("export-frame")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.argument("index", type=click.IntRange(0, None))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def export_frame_cmd(video: Path, index: int, out: Path) -> None:
+    """Write frame INDEX (0-based) of VIDEO as an image to paint a --reference on."""
+    from .guide import export_frame
+
+    try:
+        export_frame(video, index, out)
+    except VidcolorError as e:
+        click.echo(f"vidcolor: error: {e}", err=True)
+        sys.exit(e.exit_code)
+
+
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="vidcolor")

@@ -83,6 +83,13 @@ class Engine:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
+    def render_l(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """L (N, 1, h, w) at render size, as the network sees it (for guide planning)."""
+        rgb = self._upload(frames)
+        h, w = render_shape(rgb.shape[-2], rgb.shape[-1], self.render_size)
+        return F.interpolate(rgb_to_l(rgb), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+
+    @torch.inference_mode()
     def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
                 hint_mask: torch.Tensor | None = None) -> Prediction:
         """Predict ab for same-sized (H, W, 3) frames. Hints, if given, are at render size."""
@@ -119,3 +126,66 @@ class Engine:
         if frames[0].dtype == np.uint16:
             q = q.astype(np.uint16)
         return list(q)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True when the device (or the host) ran out of memory, whichever exception torch chose for it."""
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class OomGuard:
+    """An :class:`Engine` whose batches halve when the device runs out of memory.
+
+    The failed batch is split and retried, and later batches keep the size that
+    worked, so every frame is still coloured: none is skipped or passed through
+    grey. A single frame that does not fit is a :class:`VidcolorError`.
+    ``warnings`` tells what happened. Everything else is the wrapped engine's.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.limit: int | None = None
+        self.warnings: list[str] = []
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - everything but the two batched calls
+        return getattr(self.engine, name)
+
+    def _chunks(self, n: int, call):  # noqa: ANN001, ANN202
+        parts, i = [], 0
+        while i < n:
+            size = min(n - i, self.limit or n)
+            try:
+                parts.append(call(i, i + size))
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                if self.engine.cuda:
+                    torch.cuda.empty_cache()
+                dev = self.engine.device.type
+                if size == 1:
+                    raise VidcolorError(f"out of memory on {dev} even for a single frame; use a smaller "
+                                        f"--render-size{' or --device cpu' if dev == 'cuda' else ''}") from None
+                self.limit = size // 2
+                self.warnings.append(f"out of memory on {dev} with a batch of {size} frames; "
+                                     f"retried with batches of {self.limit}")
+                continue
+            i += size
+        return parts
+
+    @torch.inference_mode()
+    def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
+                hint_mask: torch.Tensor | None = None) -> Prediction:
+        """:meth:`Engine.predict`, in smaller batches if need be."""
+        parts = self._chunks(len(frames), lambda i, j: self.engine.predict(
+            frames[i:j], None if hint_ab is None else hint_ab[i:j], None if hint_mask is None else hint_mask[i:j]))
+        if len(parts) == 1:
+            return parts[0]
+        return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]))
+
+    def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
+        """:meth:`Engine.compose_batch`, in smaller batches if need be."""
+        return [x for p in self._chunks(len(frames), lambda i, j: self.engine.compose_batch(frames[i:j], ab[i:j]))
+                for x in p]

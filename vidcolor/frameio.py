@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,8 @@ def read_frame(path: Path) -> Frame:
             import tifffile
 
             img = tifffile.imread(str(path))
+        elif _png_depth(path) == 16:
+            img = _read_png16(path)  # imageio's Pillow reads 16-bit colour PNGs as 8 bit
         else:
             img = iio.imread(path)
     except Exception as e:  # decoders raise many types; a user needs the file and the reason
@@ -71,6 +74,46 @@ def read_frame(path: Path) -> Frame:
     alpha = img[..., -1].copy() if c in (2, 4) else None
     rgb = img[..., :3] if c >= 3 else np.repeat(img[..., :1], 3, axis=-1)
     return Frame(np.ascontiguousarray(rgb), alpha)
+
+
+def _png_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's IHDR, or None if the file does not start like a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG as (H, W[, C]) uint16, decoded by FFmpeg's PNG decoder."""
+    import av
+
+    cc = av.CodecContext.create("png", "r")
+    frames = cc.decode(av.Packet(path.read_bytes())) + cc.decode(None)
+    if not frames:
+        raise ValueError("no picture in the file")
+    f = frames[0]
+    name = f.format.name
+    if name.startswith(("rgba", "ya")):
+        img = f.to_ndarray(format="rgba64le")
+        return img[..., [0, 3]] if name.startswith("ya") else img
+    if name.startswith("gray"):
+        return f.to_ndarray(format="gray16le")
+    return f.to_ndarray(format="rgb48le")
+
+
+def _png16_bytes(img: np.ndarray) -> bytes:
+    """Encode (H, W, 3|4) uint16 as a 16-bit PNG (Pillow, behind imageio, cannot write these)."""
+    import av
+
+    h, w, c = img.shape
+    cc = av.CodecContext.create("png", "w")
+    cc.width, cc.height, cc.time_base = w, h, Fraction(1, 1)
+    cc.pix_fmt = "rgba64be" if c == 4 else "rgb48be"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgba64le" if c == 4 else "rgb48le")
+    frame.pts = 0
+    return b"".join(bytes(p) for p in cc.encode(frame) + cc.encode(None))
 
 
 def temp_path(final: Path) -> Path:
@@ -97,6 +140,8 @@ def write_frame(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
             import tifffile
 
             tifffile.imwrite(str(tmp), img, photometric="rgb")
+        elif img.dtype == np.uint16:
+            tmp.write_bytes(_png16_bytes(img))
         else:
             iio.imwrite(tmp, img, extension=".png")
         with open(tmp, "rb+") as fh:
@@ -104,7 +149,8 @@ def write_frame(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise VidcolorError(f"cannot write {path}: {e.strerror or e}") from None
+        raise VidcolorError(f"cannot write {path}: {e.strerror or e}; the frames written so far are kept, "
+                            f"run the same command again to resume") from None
 
 
 def is_complete(path: Path) -> bool:

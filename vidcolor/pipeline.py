@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +19,15 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import frameio, videoio
-from .engine import Engine
-from .errors import Interrupted, VidcolorError
+from .engine import Engine, OomGuard
+from .errors import DamagedInput, InputError, Interrupted, VidcolorError
+from .guide import build_keyframes, guide_spec, plan_guides
 from .job import Job, VideoJob, file_identity, folder_identity
 from .temporal import Item, Smoother
 from .weights import load_checkpoint, load_model, sha256_file, default_weights_path
 
-DEFAULT_BATCH = 8
-DEFAULT_RENDER = 256
-DEFAULT_SEGMENT = 240
-DEFAULT_TEMPERATURE = 0.38
-DEFAULT_WINDOW = 0
+from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_SEGMENT,  # noqa: F401
+                       DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
 
 @dataclass
@@ -41,7 +40,9 @@ class Settings:
     render_size: int = DEFAULT_RENDER
     temperature: float = DEFAULT_TEMPERATURE
     temporal_window: int = DEFAULT_WINDOW
-    cut_threshold: float = 0.5
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD
+    references: tuple[str, ...] = ()  # "FRAME_INDEX=IMAGE" colour keyframes
+    hints: str | None = None  # JSON file of {frame, x, y, rgb} colour pins
 
     def validate(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1 or self.batch_size > 1024:
@@ -59,6 +60,7 @@ class Result:
     resumed_at: int = 0
     damaged_frames: int = 0
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the input or the run; shown even with -q
 
 
 def _progress(total: int | None, initial: int, enabled: bool, desc: str):
@@ -72,7 +74,7 @@ def _prepare(settings: Settings) -> tuple[Engine, Smoother, str]:
     settings.validate()
     wpath = Path(settings.weights) if settings.weights else default_weights_path()
     model = load_model(wpath)
-    engine = Engine(model, settings.device, settings.render_size, settings.temperature)
+    engine = OomGuard(Engine(model, settings.device, settings.render_size, settings.temperature))
     smoother = Smoother(settings.temporal_window, settings.cut_threshold)
     return engine, smoother, sha256_file(wpath)
 
@@ -80,23 +82,57 @@ def _prepare(settings: Settings) -> tuple[Engine, Smoother, str]:
 def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) -> dict[str, Any]:
     return {"weights_sha256": weights_sha, "device": engine.device.type, "batch_size": settings.batch_size,
             "render_size": settings.render_size, "temperature": settings.temperature,
-            "temporal_window": settings.temporal_window, "cut_threshold": settings.cut_threshold, **extra}
+            "temporal_window": settings.temporal_window, "cut_threshold": settings.cut_threshold,
+            **({"guides": guide_spec(list(settings.references), settings.hints)}
+               if settings.references or settings.hints else {}), **extra}
+
+
+def _plan(settings: Settings, engine: Engine, size: tuple[int, int], n_frames: int | None,
+          frames: Callable[[], Iterable[tuple[int, np.ndarray]]]) -> dict | None:
+    """Guides for every frame a reference or pin reaches, or None without any (a pre-pass over L)."""
+    if not settings.references and not settings.hints:
+        return None
+    from .engine import render_shape
+
+    rs = render_shape(size[0], size[1], engine.render_size)
+    keys = build_keyframes(list(settings.references), settings.hints, size, rs, n_frames)
+    Ls = ((i, engine.render_l([img])[0].cpu()) for i, img in frames())
+    return plan_guides(Ls, keys, settings.cut_threshold)
 
 
 def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
-                  batch_size: int, start: int) -> Iterator[tuple[Item, np.ndarray]]:
+                  batch_size: int, start: int, guides: dict | None = None) -> Iterator[tuple[Item, np.ndarray]]:
     """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
 
     Frames before ``start`` (the re-warm span after a resume) are predicted so
-    the smoother sees them, but not composed or yielded.
+    the smoother sees them, but not composed or yielded. ``guides`` maps frame
+    indices to :class:`vidcolor.guide.FrameGuide` (reference colour carried
+    through the shot): those frames get hint points and are blended towards it.
     """
     batch: list[tuple[int, np.ndarray, Any]] = []
 
     def run(batch: list) -> Iterator[tuple[Item, np.ndarray]]:
-        pred = engine.predict([b[1] for b in batch])
+        hint = mask = None
+        guided = [guides.get(b[0]) for b in batch] if guides else []
+        if any(g is not None for g in guided):
+            import torch
+
+            from .engine import render_shape
+            from .guide import hints_for
+
+            rs = render_shape(batch[0][1].shape[0], batch[0][1].shape[1], engine.render_size)
+            pairs = [hints_for(g, b[0], rs) if g is not None else (torch.zeros(2, *rs), torch.zeros(1, *rs))
+                     for g, b in zip(guided, batch)]
+            hint, mask = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        pred = engine.predict([b[1] for b in batch], hint, mask)
         ready: list[Item] = []
         for i, (idx, img, payload) in enumerate(batch):
-            ready += smoother.push(Item(idx, pred.L[i], pred.ab[i], (img, payload)))
+            ab = pred.ab[i]
+            if guided and guided[i] is not None:
+                from .guide import blend
+
+                ab = blend(ab, guided[i])
+            ready += smoother.push(Item(idx, pred.L[i], ab, (img, payload)))
         yield from _compose(engine, ready, start)
 
     for idx, img, payload in frames:
@@ -136,24 +172,39 @@ def _check_output(src: Path, dest: Path, overwrite: bool) -> None:
     if src.resolve() == dest.resolve():
         raise VidcolorError(f"output is the same path as the input: {dest}; choose another output name")
     parent = dest.parent if str(dest.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise VidcolorError(f"output folder is not a folder: {parent}")
     if not parent.is_dir():
         raise VidcolorError(f"output folder does not exist: {parent}")
-    if not os.access(parent, os.W_OK):
-        raise VidcolorError(f"output folder is not writable: {parent}")
+    _check_writable(parent)
     if dest.is_dir():
         raise VidcolorError(f"output is a directory: {dest}; give a file name such as {dest / 'out.mp4'}")
     if dest.exists() and not overwrite:
         raise VidcolorError(f"output exists: {dest}; use --overwrite to replace it")
 
 
+def _check_writable(folder: Path) -> None:
+    """Create and drop a file there: unlike os.access this also catches read-only mounts, and root."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise VidcolorError(f"output folder is not writable: {folder} ({e.strerror or e})") from None
+
+
 def colorize_video(input: str | Path, output: str | Path, settings: Settings | None = None,
                    encode: videoio.EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
-                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Result:
+                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+                   deinterlace: bool = False) -> Result:
     """Colorize the video ``input`` into ``output``, resuming an interrupted job for the same command.
 
-    The output keeps the input's frame count, pts, time_base, size and sample
-    aspect ratio; audio and subtitle streams are copied packet for packet.
+    The output keeps the input's frame count, pts, time_base, size, sample
+    aspect ratio, bit depth (where the codec allows) and display matrix
+    (rotation); audio and subtitle streams are copied packet for packet.
+    ``deinterlace`` blends each frame's fields first. Damaged input is coloured
+    as far as it is readable; :class:`vidcolor.videoio.DecodeReport` gives the
+    rule for when that still succeeds, and ``Result.warnings`` what was met.
     """
     src, dest = Path(input), Path(output)
     settings = settings or Settings()
@@ -162,10 +213,11 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     _check_output(src, dest, overwrite)
     info = videoio.probe(src)
     videoio.check_codec(encode)
+    videoio.check_output_format(dest, fmt, info, encode)
     engine, smoother, wsha = _prepare(settings)
     seg_len = max(segment_frames // settings.batch_size, 1) * settings.batch_size
     spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
-                 high_depth=info.bit_depth > 8)
+                 high_depth=info.bit_depth > 8, **({"deinterlace": True} if deinterlace else {}))
     job = VideoJob(dest, spec, restart=restart)
     start = job.frames_done
     res = Result(resumed_at=start)
@@ -173,14 +225,39 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     if job.resumed:
         log(f"resuming at frame {start:,} of {info.frames:,}" if info.frames else f"resuming at frame {start:,}")
     if not job.complete:
-        _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res)
+        guides = _plan(settings, engine, (info.height, info.width), None,
+                       lambda: ((f.index, f.image) for f in videoio.iter_frames(src, info.bit_depth > 8,
+                                                                                 deinterlace=deinterlace)))
+        _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
+                         guides, deinterlace)
+    report = videoio.DecodeReport(**job.state.get("decode_report", {}))
     if job.state.get("total_frames", 0) == 0:
         job.remove()
-        raise VidcolorError(f"no frame of {src} could be decoded")
+        raise InputError(f"no frame of {src} could be decoded")
+    if not report.faithful:
+        job.remove()
+        raise DamagedInput(f"{report.dropped} frames of {src} have timestamps that repeat or run backwards, so "
+                           f"the output cannot keep them at their times; no output written (remux the input "
+                           f"with fresh timestamps first)")
+    res.warnings += report.warnings() + engine.warnings
+    res.damaged_frames = report.filled + report.concealed
+    if info.display_matrix:
+        res.notes.append(f"kept the input's display rotation ({info.rotation} degrees) as metadata")
     partial = dest.with_name(f".{dest.stem}.partial{dest.suffix}")
     try:
-        videoio.join_segments(job.segment_paths(), src, partial, fmt)
+        joined = videoio.join_segments(job.segment_paths(), src, partial, fmt)
+        if joined.lost:
+            raise DamagedInput(f"{joined.lost} audio/subtitle packets of {src} could not be copied (damaged), so "
+                               f"the output would not be faithful; no output written")
+        problem = videoio.verify_output(partial, job.state["total_frames"], report)
+        if problem:
+            raise DamagedInput(f"the timestamps of {src} are too damaged to keep: {problem}; no output written")
+        res.warnings += joined.warnings()
         os.replace(partial, dest)
+    except DamagedInput:
+        partial.unlink(missing_ok=True)
+        job.remove()  # the same input fails the same way: nothing to resume
+        raise
     except OSError as e:
         partial.unlink(missing_ok=True)
         raise VidcolorError(f"cannot write {dest}: {e.strerror or e}; the job is kept, re-run to finish") from None
@@ -196,16 +273,18 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
 
 def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
                      encode: videoio.EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
-                     res: Result) -> None:
+                     res: Result, guides: dict | None = None, deinterlace: bool = False) -> None:
     warm = _warm_start(start, smoother.warmup, settings.batch_size)
-    frames = videoio.Prefetcher(videoio.iter_frames(src, high_depth=info.bit_depth > 8), maxsize=2 * settings.batch_size)
+    report = videoio.DecodeReport()
+    frames = videoio.Prefetcher(videoio.iter_frames(src, high_depth=info.bit_depth > 8, report=report,
+                                                    deinterlace=deinterlace), maxsize=2 * settings.batch_size)
     gen = ((f.index, f.image, f.pts) for f in frames if f.index >= warm)
     writer: videoio.SegmentWriter | None = None
     seg_start = start
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
     try:
-        for item, rgb in stream_colour(engine, smoother, gen, settings.batch_size, start):
+        for item, rgb in stream_colour(engine, smoother, gen, settings.batch_size, start, guides):
             k = item.index // seg_len
             if writer is None:
                 seg_start = k * seg_len
@@ -221,6 +300,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             writer.close()
             job.commit_segment(last // seg_len, seg_start, writer.frames)
             writer = None
+        job.state["decode_report"] = report.as_dict()  # a resume that has nothing left to decode still reports it
         job.mark_complete(last + 1)
     except KeyboardInterrupt:
         if writer is not None:
@@ -250,8 +330,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VidcolorError(f"cannot create output folder {dest}: {e.strerror or e}") from None
-    if not os.access(dest, os.W_OK):
-        raise VidcolorError(f"output folder is not writable: {dest}")
+    _check_writable(dest)
     engine, smoother, wsha = _prepare(settings)
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
     manifest = dest / ".vidcolor-job.json"
@@ -285,10 +364,13 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
             alphas[i] = fr.alpha
             yield i, fr.rgb, None
 
+    first = frameio.read_frame(files[0]).rgb
+    guides = _plan(settings, engine, first.shape[:2], len(files),
+                   lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)))
     reader = videoio.Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
     try:
-        for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start):
+        for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides):
             frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
             job.state["frames_done"] = item.index + 1
             bar.update(1)
@@ -302,5 +384,6 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         reader.close()
         bar.close()
     job.discard()
+    res.warnings += engine.warnings
     res.seconds = time.time() - t0
     return res

@@ -5,25 +5,41 @@ Frames are streamed and never written to disk as images. Colour segments are
 complete, independently decodable mp4 files (mp4 keeps the input's time_base,
 so pts survive exactly); :func:`join_segments` copies their packets, and the
 input's audio and subtitle packets, into the output.
+
+Damaged input is decoded as far as it goes; :class:`DecodeReport` says what
+was met on the way and states the rule for when the result still counts as a
+faithful colouring of what was readable.
 """
 from __future__ import annotations
 
+import errno
+import heapq
+import io
 import os
 import queue
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
 
-from .errors import InputError, VidcolorError
+from .errors import DamagedInput, InputError, VidcolorError
 
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
-              ".avi": "avi", ".nut": "nut"}
+# AVI and NUT are not offered: the mp4-style H.264 segments need bitstream
+# rewriting for AVI, and NUT refuses their timestamps, so both failed only at
+# the final mux, after all the work.
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 COPY_TYPES = ("audio", "subtitle")
+# errno values that mean the disk, not the data, is the problem: never treated as damaged input.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+REORDER = 4  # decoded frames held back so a decoder's slightly out-of-order output is put right
+COLOUR_SPREAD = 6.0  # mean max-min over RGB, in 8-bit levels, above which a frame counts as in colour
+# Demuxers whose every video packet is one whole picture (unlike MPEG-TS/PS, where fields may come apart).
+ONE_PER_PACKET = {"mov", "mp4", "matroska", "webm", "avi", "nut", "flv", "ogg"}
+MAX_PIXELS = 8192 * 8192  # larger is a damaged header, not a film: refuse instead of exhausting memory
 
 
 @dataclass
@@ -39,9 +55,10 @@ class VideoInfo:
     pix_fmt: str
     bit_depth: int
     sample_aspect_ratio: Fraction | None
-    rotation: int
-    interlaced: bool
+    rotation: int  # counter-clockwise degrees of the display matrix, 0 without one
+    interlaced: bool  # the first decoded frame is flagged interlaced
     copy_streams: list[str] = field(default_factory=list)  # "audio:aac", ...
+    display_matrix: tuple[int, ...] | None = None  # 9 ints as in FFmpeg's AV_PKT_DATA_DISPLAYMATRIX
 
 
 def _check_path(path: Path) -> None:
@@ -49,8 +66,16 @@ def _check_path(path: Path) -> None:
         raise InputError(f"input not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a directory, not a video file: {path} (use 'vidcolor frames' for image folders)")
+    if not path.is_file():
+        raise InputError(f"input is not a regular file: {path}")
     if path.stat().st_size == 0:
         raise InputError(f"input is an empty file: {path}")
+
+
+def _reason(e: BaseException) -> str:
+    """An FFmpeg error as a few words (no file name, no errno)."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def open_container(path: Path) -> av.container.InputContainer:
@@ -59,14 +84,45 @@ def open_container(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        raise InputError(f"cannot read {path} as a video: {e.strerror or type(e).__name__}") from None
+        hint = " (not a video file, or damaged or cut short)" if isinstance(e, av.error.InvalidDataError) else ""
+        raise InputError(f"cannot read {path} as a video: {_reason(e)}{hint}") from None
+    except (OSError, UnicodeError, ValueError) as e:  # e.g. a file that vanished or a name PyAV cannot pass on
+        raise InputError(f"cannot open {path}: {_reason(e)}") from None
 
 
-def _bit_depth(stream: av.video.stream.VideoStream) -> int:
-    fmt = stream.codec_context.format
+def _bit_depth(fmt: av.VideoFormat | None) -> int:
     if fmt is None:
         return 8
     return max((c.bits for c in fmt.components), default=8)
+
+
+def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    for sd in frame.side_data:
+        if sd.type.name == "DISPLAYMATRIX" and len(bytes(sd)) == 36:
+            m = tuple(int(x) for x in np.frombuffer(bytes(sd), dtype=np.int32))
+            return None if m == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30) else m  # identity: nothing to keep
+    return None
+
+
+def _first_frame(c: av.container.InputContainer, v: av.video.stream.VideoStream,
+                 max_packets: int = 1000) -> av.VideoFrame | None:
+    """The first frame that decodes within the first ``max_packets`` packets, or None.
+
+    A film whose first 1000 frames are all undecodable is refused as unreadable.
+    """
+    try:
+        for i, packet in enumerate(c.demux(v)):
+            if i >= max_packets:
+                return None
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue  # a damaged packet; the next may do
+            if frames:
+                return frames[0]
+    except av.error.FFmpegError:
+        return None
+    return None
 
 
 def probe(path: Path) -> VideoInfo:
@@ -77,25 +133,37 @@ def probe(path: Path) -> VideoInfo:
             raise InputError(f"no video stream in {path} (streams found: {kinds})")
         v = c.streams.video[0]
         cc = v.codec_context
-        if not cc.width or not cc.height:
-            raise InputError(f"video stream of {path} has no frame size; the file may be truncated")
+        if cc is None:
+            raise InputError(f"no decoder for the video stream of {path}")
+        tb = v.time_base or Fraction(1, 90000)
         frames = v.frames or 0
         if not frames and v.duration and v.average_rate:
-            frames = int(round(float(v.duration * v.time_base * v.average_rate)))
+            frames = int(round(float(v.duration * tb * v.average_rate)))
         elif not frames and c.duration and v.average_rate:
             frames = int(round(c.duration / 1_000_000 * float(v.average_rate)))
-        rot = 0
-        try:
-            side = v.side_data.get("DISPLAYMATRIX") if hasattr(v, "side_data") else None
-            rot = int(round(side)) if side is not None else 0
-        except (TypeError, ValueError, AttributeError):
-            rot = 0
         copy = [f"{s.type}:{s.codec_context.name if s.codec_context else '?'}" for s in c.streams
                 if s.type in COPY_TYPES]
-        return VideoInfo(path=path, width=cc.width, height=cc.height, time_base=v.time_base,
-                         rate=v.average_rate or v.guessed_rate, frames=frames, pix_fmt=cc.format.name if cc.format else "?",
-                         bit_depth=_bit_depth(v), sample_aspect_ratio=cc.sample_aspect_ratio or None,
-                         rotation=rot, interlaced=False, copy_streams=copy)
+        sar = cc.sample_aspect_ratio or None
+        rate = v.average_rate or v.guessed_rate
+        width, height, fmt = cc.width, cc.height, cc.format
+        v.thread_type = "SLICE"  # decode as iter_frames() does, so both see the same first picture
+        first = _first_frame(c, v)
+        if first is None:  # nothing to colour; and the header's size and format cannot be trusted either
+            raise InputError(f"no frame of {path} could be decoded (damaged, or not a video)")
+        width, height, fmt = first.width, first.height, first.format  # the picture, not the header, says
+        if not width or not height:
+            raise InputError(f"video stream of {path} has no frame size; the file may be damaged or cut short")
+        if width * height > MAX_PIXELS:
+            raise InputError(f"video stream of {path} claims a frame size of {width}x{height}; "
+                             f"the file is probably damaged")
+        pix_fmt = fmt.name if fmt is not None else "?"
+        depth = _bit_depth(fmt)
+        matrix = _display_matrix(first) if first is not None else None
+        return VideoInfo(path=path, width=width, height=height, time_base=tb, rate=rate,
+                         frames=max(frames, 0), pix_fmt=pix_fmt, bit_depth=depth, sample_aspect_ratio=sar,
+                         rotation=int(first.rotation) if matrix else 0,
+                         interlaced=bool(first is not None and first.interlaced_frame), copy_streams=copy,
+                         display_matrix=matrix)
 
 
 @dataclass
@@ -103,26 +171,302 @@ class DecodedFrame:
     index: int
     image: np.ndarray  # (H, W, 3) uint8 or uint16
     pts: int | None
+    damaged: bool = False  # a slot whose picture would not decode: a repeat of the nearest earlier good one
+
+
+@dataclass
+class DecodeReport:
+    """What decoding met, filled in by :func:`iter_frames` as it goes.
+
+    Slots: every video packet read from the input is one frame slot at that
+    packet's pts. A slot that gets no picture (its packet would not decode)
+    gets a repeat of the last good picture (the first good one for slots
+    before it), so frame count and timing stay those of what was read. In
+    containers that store one picture per packet (mp4, mov, mkv, webm, ...)
+    every such gap is filled; in MPEG-TS/PS, where the two fields of a frame
+    may travel in separate packets, only as many as the decoder rejected.
+    Frames the decoder flags as corrupt are coloured as decoded.
+
+    The exit-code rule: a run succeeds (exit 0, with a warning per kind of
+    damage) when the output is a faithful colouring of what was readable:
+    every picture the decoder produced is in it at its own time, every
+    rejected packet's slot is filled as above, and every audio/subtitle packet
+    that was read is copied (a copied packet whose timestamp ran backwards is
+    moved just after its predecessor, as ffmpeg does). It fails with exit 4
+    (:class:`~vidcolor.errors.DamagedInput`) and writes no output when that
+    cannot be kept: frames whose timestamps repeat or run backwards
+    (:attr:`dropped`), copied packets the muxer refuses, or timestamps so
+    damaged that the written file would not show every frame at its time
+    (:func:`verify_output`, run before the rename). It fails with exit 2 when
+    no picture decodes at all.
+    """
+
+    packets: int = 0  # video packets read (slots)
+    expected: int = 0  # frames the container's header announces, 0 if it does not say
+    decoded: int = 0  # pictures the decoder produced that are in the output
+    errors: int = 0  # packets the decoder rejected
+    filled: int = 0  # slots filled with a repeat because their packet was rejected
+    unfilled: int = 0  # such slots with no good picture anywhere to repeat
+    concealed: int = 0  # pictures the decoder flagged corrupt
+    dropped: int = 0  # decoded pictures whose timestamps repeat or run backwards: not in the output
+    retimed: int = 0  # pictures without any timestamp, placed one frame after the previous
+    resized: int = 0  # pictures whose size differs from the stream's, scaled to it
+    read_error: str | None = None  # why reading stopped before the end of the file
+    last_time: float | None = None  # seconds, of the last packet read
+    duration: float | None = None  # seconds of video the container's header announces
+    first_time: float | None = None  # seconds, of the earliest frame slot handed on
+    final_time: float | None = None  # seconds, of the latest
+    interlaced: int = 0  # pictures flagged interlaced
+    colour: int = 0  # pictures that already have colour
+    deinterlaced: bool = False
+
+    @property
+    def frames(self) -> int:
+        """Frames handed on: decoded pictures plus filled slots."""
+        return self.decoded + self.filled
+
+    @property
+    def faithful(self) -> bool:
+        """See the class docstring: no decoded picture had to be left out."""
+        return self.dropped == 0
+
+    def warnings(self) -> list[str]:
+        """One line per kind of damage or oddity met, for the user."""
+        w = []
+        n = self.frames
+        if self.filled:
+            w.append(f"{self.filled} of {n} frames could not be decoded (damaged input); each repeats the colour "
+                     f"of the frame before it, so frame count and timing are kept")
+        if self.concealed:
+            w.append(f"{self.concealed} of {n} frames were decoded with errors and coloured as decoded "
+                     f"(they may show damage)")
+        if self.read_error:
+            at = f" past {self.last_time:.2f} s" if self.last_time is not None else ""
+            w.append(f"the input could not be read{at} ({self.read_error}); the {n} frames before that were "
+                     f"coloured")
+        elif self.expected > self.packets > 0:
+            w.append(f"the input ends early: its header announces {self.expected} frames, {self.packets} are "
+                     f"present; those were coloured")
+        elif not self.expected and self.duration and self.last_time is not None and \
+                self.last_time < self.duration - max(1.0, 0.05 * self.duration):
+            w.append(f"the input ends early: its header announces {self.duration:.1f} s, frames end at "
+                     f"{self.last_time:.1f} s; those were coloured")
+        if self.retimed:
+            w.append(f"{self.retimed} frames had no timestamp and were placed one frame after the previous")
+        if self.resized:
+            w.append(f"{self.resized} frames had a different size from the stream and were scaled to it")
+        if self.colour:
+            w.append(f"{self.colour} of {self.decoded} frames are already in colour; they were colourised from "
+                     f"their luminance and their own colour was not used")
+        if self.interlaced and not self.deinterlaced:
+            w.append(f"the input is interlaced ({self.interlaced} of {self.decoded} frames); re-run with "
+                     f"--deinterlace to blend the fields first (frame count and timing are kept)")
+        elif self.deinterlaced:
+            w.append(f"deinterlaced every frame by blending its fields ({self.interlaced} of {self.decoded} "
+                     f"were flagged interlaced)")
+        return w
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def blend_fields(img: np.ndarray) -> np.ndarray:
+    """Deinterlace: each line becomes (above + 2 * itself + below) / 4, mixing the two fields.
+
+    Simple and deterministic; it softens vertical detail a little but leaves no
+    combing, and keeps the frame count and timing (one frame in, one out).
+    """
+    wide = img.astype(np.uint32)
+    up = np.concatenate([wide[:1], wide[:-1]])
+    down = np.concatenate([wide[1:], wide[-1:]])
+    return ((up + 2 * wide + down + 2) >> 2).astype(img.dtype)
+
+
+def has_colour(img: np.ndarray) -> bool:
+    """True when the picture's channels differ enough that it is not a grey picture."""
+    sub = img[::4, ::4].astype(np.int32)
+    spread = float((sub.max(axis=-1) - sub.min(axis=-1)).mean())
+    return spread > COLOUR_SPREAD * (257 if img.dtype == np.uint16 else 1)
+
+
+def _frame_step(v: av.video.stream.VideoStream) -> int:
+    """Ticks of the stream's time_base per frame, for pictures that come without a timestamp."""
+    rate = v.average_rate or v.guessed_rate
+    if rate and v.time_base:
+        return max(1, int(round(1 / (rate * v.time_base))))
+    return 1
+
+
+class _Slots:
+    """Turns the decoder's pictures and the packets' pts into numbered frame slots (see DecodeReport)."""
+
+    def __init__(self, rep: DecodeReport, step: int, picture: Callable[[av.VideoFrame], np.ndarray],
+                 one_per_packet: bool = False):
+        self.rep, self.step, self.picture = rep, step, picture
+        self.one_per_packet = one_per_packet  # the container stores one picture per packet, so a gap is damage
+        self.index = 0
+        self.last: int | None = None  # pts of the last slot handed on (or waiting)
+        self.good: np.ndarray | None = None  # last good picture
+        self.waiting: list[int] = []  # pts of leading slots that wait for the first good picture
+        self.late: set[int] = set()  # slots already counted as dropped
+        self.time_base: Fraction | None = None
+
+    def _emit(self, pts: int, img: np.ndarray, damaged: bool) -> DecodedFrame:
+        f = DecodedFrame(self.index, img, pts, damaged)
+        self.index += 1
+        self.last = pts
+        self._times(pts)
+        return f
+
+    def _times(self, pts: int) -> None:
+        t = float(pts * self.time_base) if self.time_base else None
+        if t is not None:
+            self.rep.first_time = t if self.rep.first_time is None else min(self.rep.first_time, t)
+            self.rep.final_time = t if self.rep.final_time is None else max(self.rep.final_time, t)
+
+    def _gap(self, pts: int) -> list[DecodedFrame]:
+        """A packet's slot that no picture came out for."""
+        if not self.one_per_packet and self.rep.errors <= self.rep.filled:
+            return []  # no rejected packet to account for: a packet without a picture of its own
+        if self.last is not None and pts <= self.last:
+            if pts not in self.late:  # its time has passed: the slot cannot be kept in order
+                self.late.add(pts)
+                self.rep.dropped += 1
+            return []
+        self.rep.filled += 1
+        if self.good is None:
+            self.waiting.append(pts)
+            self.last = pts
+            return []
+        return [self._emit(pts, self.good, True)]
+
+    def place(self, f: av.VideoFrame, sent: list[int]) -> list[DecodedFrame]:
+        """Hand on the slots up to and including picture ``f``."""
+        pts = f.pts if f.pts is not None else f.dts
+        retimed = False
+        if pts is None:
+            if sent and (self.last is None or sent[0] > self.last):
+                pts = sent[0]
+            else:
+                pts, retimed = (self.last + self.step if self.last is not None else 0), True
+        if self.last is not None and pts <= self.last:
+            if pts in self.late:
+                self.late.discard(pts)  # its slot was counted already
+            else:
+                self.rep.dropped += 1
+            while sent and sent[0] <= self.last:
+                heapq.heappop(sent)
+            return []
+        out: list[DecodedFrame] = []
+        while sent and sent[0] < pts:
+            out += self._gap(heapq.heappop(sent))
+        if sent and sent[0] == pts:
+            heapq.heappop(sent)
+        img = self.picture(f)
+        self.rep.decoded += 1
+        self.rep.retimed += retimed
+        self.rep.concealed += bool(f.is_corrupt)
+        for p in self.waiting:
+            out.append(DecodedFrame(self.index, img, p, True))
+            self.index += 1
+            self._times(p)
+        self.waiting = []
+        out.append(self._emit(pts, img, False))
+        self.good = img
+        return out
+
+    def finish(self, sent: list[int]) -> list[DecodedFrame]:
+        """The slots after the last picture."""
+        out: list[DecodedFrame] = []
+        while sent:
+            out += self._gap(heapq.heappop(sent))
+        if self.waiting:  # nothing decoded at all: nothing to repeat
+            self.rep.unfilled += len(self.waiting)
+            self.rep.filled -= len(self.waiting)
+            self.waiting = []
+        return out
+
+
+def _decoded(c: av.container.InputContainer, v: av.video.stream.VideoStream, rep: DecodeReport,
+             sent: list[int]) -> Iterator[av.VideoFrame]:
+    """Pictures in decoder order; every packet's pts goes on ``sent``; read and decode errors are counted."""
+    demux = c.demux(v)
+    while True:
+        try:
+            packet: av.Packet | None = next(demux)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as e:  # the container breaks off: keep what was read
+            rep.read_error = _reason(e)
+            packet = None
+        if packet is not None and packet.size and not packet.is_discard:
+            rep.packets += 1
+            if packet.pts is not None:
+                heapq.heappush(sent, packet.pts)
+                rep.last_time = float(packet.pts * packet.time_base) if packet.time_base else None
+        try:
+            frames = packet.decode() if packet is not None else v.codec_context.decode(None)
+        except av.error.FFmpegError:
+            frames = []
+            if packet is not None and packet.size:
+                rep.errors += 1
+        yield from frames
+        if packet is None:
+            return
+
+
+def iter_frames(path: Path, high_depth: bool = False, report: DecodeReport | None = None,
+                deinterlace: bool = False) -> Iterator[DecodedFrame]:
+    """Decode every frame slot of the first video stream, in presentation order.
+
+    Damage is handled as :class:`DecodeReport` describes; pass ``report`` to
+    see what was met. A picture whose size differs from the first one's (as
+    :func:`probe` reports it) is scaled to it.
+    With ``deinterlace`` every picture's fields are blended (:func:`blend_fields`).
+    """
+    fmt = "rgb48le" if high_depth else "rgb24"
+    rep = report if report is not None else DecodeReport()
+    rep.deinterlaced = deinterlace
+    with open_container(path) as c:
+        v = c.streams.video[0]
+        # Slice threads only: frame-threaded decoders drop pictures after damage without raising, which
+        # would hide damage and lose frames that decode fine one thread at a time.
+        v.thread_type = "SLICE"
+        rep.expected = v.frames or 0
+        tb = v.time_base or Fraction(1, 90000)
+        end = v.duration * tb if v.duration else (c.duration / 1_000_000 if c.duration else None)
+        rep.duration = float(end) if end else None
+        size: tuple[int, int] | None = None  # the first decoded picture's, as probe() reports it
+
+        def picture(f: av.VideoFrame) -> np.ndarray:
+            if size is not None and (f.width, f.height) != size:
+                rep.resized += 1
+                img = f.to_ndarray(format=fmt, width=size[0], height=size[1])
+            else:
+                img = f.to_ndarray(format=fmt)
+            rep.interlaced += bool(f.interlaced_frame)
+            rep.colour += has_colour(img)
+            return blend_fields(img) if deinterlace else img
+
+        slots = _Slots(rep, _frame_step(v), picture, bool(ONE_PER_PACKET & set(c.format.name.split(","))))
+        slots.time_base = v.time_base
+        sent: list[int] = []
+        held: list[tuple[int, int, av.VideoFrame]] = []
+        seq, key = 0, -(1 << 62)
+        for f in _decoded(c, v, rep, sent):
+            size = size or (f.width, f.height)
+            k = f.pts if f.pts is not None else f.dts
+            key = k if k is not None else key
+            heapq.heappush(held, (key, seq, f))
+            seq += 1
+            if len(held) > REORDER:
+                yield from slots.place(heapq.heappop(held)[2], sent)
+        while held:
+            yield from slots.place(heapq.heappop(held)[2], sent)
+        yield from slots.finish(sent)
 
 
 _END = object()
-
-
-def iter_frames(path: Path, high_depth: bool = False) -> Iterator[DecodedFrame]:
-    """Decode every frame of the first video stream in presentation order."""
-    fmt = "rgb48le" if high_depth else "rgb24"
-    with open_container(path) as c:
-        v = c.streams.video[0]
-        v.thread_type = "AUTO"
-        index = 0
-        for packet in c.demux(v):
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                continue  # a damaged packet: the decoder resynchronises at the next one
-            for frame in frames:
-                yield DecodedFrame(index, frame.to_ndarray(format=fmt), frame.pts)
-                index += 1
 
 
 class Prefetcher:
@@ -253,6 +597,8 @@ class SegmentWriter:
         s.codec_context.time_base = info.time_base
         if info.sample_aspect_ratio:
             s.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
+        if info.display_matrix:  # rotation/mirroring: kept as metadata, the pixels stay as stored
+            s.set_display_matrix(info.display_matrix)
         o = {}
         if opts.crf is not None and opts.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"):
             o["crf"] = str(opts.crf)
@@ -303,19 +649,89 @@ def _zero_padding(frame: av.VideoFrame) -> av.VideoFrame:
     return frame
 
 
-def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | None) -> None:
+def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
+    """Fail now, not after hours of colouring, if OUTPUT's container cannot hold the video codec
+    or the input's audio and subtitle streams: write a header to memory with the same streams."""
+    out = av.open(io.BytesIO(), "w", format=fmt)
+    what = f"{opts.codec} video"
+    try:
+        s = out.add_stream(opts.codec, rate=info.rate or Fraction(25))
+        s.width, s.height = info.width, info.height
+        s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
+        s.time_base = info.time_base
+        with open_container(info.path) as src:
+            for st in src.streams:
+                if st.type in COPY_TYPES:
+                    if st.codec_context is None:
+                        raise DamagedInput(f"the input's {st.type} stream #{st.index} has no known codec (damaged?), "
+                                           f"so it cannot be copied and the output would lose it")
+                    what = f"the input's {st.type} stream #{st.index} ({st.codec_context.name})"
+                    out.add_stream_from_template(st)
+            what = "these streams"
+            out.start_encoding()
+    except (ValueError, av.error.FFmpegError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            raise
+        hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
+        raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {what} ({_reason(e)}){hint}") from None
+    finally:
+        try:
+            out.close()
+        except (ValueError, av.error.FFmpegError):
+            pass
+
+
+@dataclass
+class JoinReport:
+    """How the input's audio and subtitle packets fared in :func:`join_segments`."""
+
+    copied: int = 0
+    nudged: int = 0  # timestamps that ran backwards, moved just after the previous packet (as ffmpeg does)
+    lost: int = 0  # packets the muxer refused: the output would not be faithful
+    read_error: str | None = None  # reading the input's other streams stopped early (damage)
+
+    def warnings(self) -> list[str]:
+        w = []
+        if self.nudged:
+            w.append(f"{self.nudged} audio/subtitle packets had timestamps running backwards; each was moved just "
+                     f"after the one before")
+        if self.read_error:
+            w.append(f"the input's audio/subtitles could not be read to the end ({self.read_error}); "
+                     f"{self.copied} packets were copied")
+        return w
+
+
+def _side_packets(src: av.container.InputContainer, streams: list, rep: JoinReport) -> Iterator[av.Packet]:
+    """The input's audio/subtitle packets, stopping quietly (but noted) where the file is damaged."""
+    it = src.demux(streams)
+    while True:
+        try:
+            pkt = next(it)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as e:  # reading, not writing: damage, never a full disk
+            rep.read_error = _reason(e)
+            return
+        if pkt.dts is None and pkt.pts is None and not pkt.size:
+            continue  # the demuxer's empty flush packets
+        yield pkt
+
+
+def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | None) -> JoinReport:
     """Mux the segments' video packets and the source's audio/subtitle packets into ``dest``.
 
     Audio and subtitle packets are copied untouched (same bytes, pts and
-    time_base). Packets are fed in time order so the muxer's interleaving queue
-    stays small however long the film is.
+    time_base; see :class:`JoinReport` for damaged timestamps). Packets are fed
+    in time order so the muxer's interleaving queue stays small however long
+    the film is.
     """
+    rep = JoinReport()
     out = av.open(str(dest), "w", format=fmt, options={"avoid_negative_ts": "disabled"})
     try:
-        first = av.open(str(segments[0]))
-        vt = first.streams.video[0]
-        vs = out.add_stream_from_template(vt)
-        vs.time_base = vt.time_base
+        with av.open(str(segments[0])) as first:
+            vt = first.streams.video[0]
+            vs = out.add_stream_from_template(vt)
+            vs.time_base = vt.time_base
         src = open_container(source)
         copies = {}
         for s in src.streams:
@@ -325,8 +741,8 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
                 except (ValueError, av.error.FFmpegError) as e:
                     raise VidcolorError(f"cannot copy {s.type} stream #{s.index} ({s.codec_context.name}) "
                                         f"into {dest.suffix} output: {e}; try .mkv") from None
-        first.close()
-        side = src.demux([src.streams[i] for i in copies]) if copies else iter(())
+        side = _side_packets(src, [src.streams[i] for i in copies], rep) if copies else iter(())
+        last: dict[int, int] = {}
         pending = next(side, None)
         last_dts = None
         for seg in segments:
@@ -337,22 +753,36 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
                     t = pkt.dts if pkt.dts is not None else pkt.pts
                     tsec = float(t * pkt.time_base) if t is not None else None
                     while pending is not None and tsec is not None and _ptime(pending) <= tsec:
-                        pending = _mux_copy(out, pending, copies, side)
+                        _mux_copy(out, pending, copies, last, rep)
+                        pending = next(side, None)
                     if last_dts is not None and pkt.dts is not None and pkt.dts <= last_dts:
                         pkt.dts = last_dts + 1  # segment seams: keep dts strictly increasing
                     last_dts = pkt.dts
                     pkt.stream = vs
                     out.mux(pkt)
         while pending is not None:
-            pending = _mux_copy(out, pending, copies, side)
+            _mux_copy(out, pending, copies, last, rep)
+            pending = next(side, None)
         src.close()
         out.close()
+    except (ValueError, av.error.FFmpegError) as e:
+        try:
+            out.close()
+        except (ValueError, av.error.FFmpegError):
+            pass
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            raise
+        # Our own video packets are sane; the muxer's interleaving queue reports trouble with the copied
+        # packets later, on whichever packet comes next.
+        raise DamagedInput(f"the input's audio/subtitle timing is too damaged to write into {dest.suffix} "
+                           f"({_reason(e)}); no output written") from None
     except BaseException:
         try:
             out.close()
-        except av.error.FFmpegError:
+        except (ValueError, av.error.FFmpegError):
             pass
         raise
+    return rep
 
 
 def _ptime(pkt: av.Packet) -> float:
@@ -360,11 +790,46 @@ def _ptime(pkt: av.Packet) -> float:
     return float(t * pkt.time_base) if t is not None else -1.0
 
 
-def _mux_copy(out: av.container.OutputContainer, pkt: av.Packet, copies: dict, side: Iterator) -> av.Packet | None:
-    if pkt.dts is not None or pkt.size:  # skip the demuxer's empty flush packets
-        pkt.stream = copies[pkt.stream.index]
+def _mux_copy(out: av.container.OutputContainer, pkt: av.Packet, copies: dict, last: dict[int, int],
+              rep: JoinReport) -> None:
+    """Copy one audio/subtitle packet, keeping its dts increasing within its stream."""
+    idx = pkt.stream.index
+    if pkt.dts is None:
+        pkt.dts = pkt.pts
+    prev = last.get(idx)
+    if pkt.dts is not None and prev is not None and pkt.dts <= prev:
+        pkt.dts = prev + 1
+        if pkt.pts is not None and pkt.pts < pkt.dts:
+            pkt.pts = pkt.dts
+        rep.nudged += 1
+    pkt.stream = copies[idx]
+    try:
         out.mux(pkt)
-    return next(side, None)
+    except (ValueError, av.error.FFmpegError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            raise  # the disk, not the packet
+        rep.lost += 1
+        return
+    rep.copied += 1
+    if pkt.dts is not None:
+        last[idx] = pkt.dts
+
+
+def verify_output(path: Path, frames: int, report: DecodeReport, tol: float = 0.002) -> str | None:
+    """None if ``path`` holds ``frames`` video frames spanning the report's first..final times, else what
+    differs. Wildly damaged timestamps can make a muxer shift or hide frames (edit lists); this catches it."""
+    times = []
+    with av.open(str(path)) as c:
+        for p in c.demux(c.streams.video[0]):
+            if p.size and not p.is_discard and p.pts is not None:
+                times.append(float(p.pts * p.time_base))
+    if len(times) != frames:
+        return f"the output would show {len(times)} of {frames} frames"
+    if report.first_time is not None and report.final_time is not None and \
+            (abs(min(times) - report.first_time) > tol or abs(max(times) - report.final_time) > tol):
+        return (f"the output would span {min(times):.3f}..{max(times):.3f} s instead of "
+                f"{report.first_time:.3f}..{report.final_time:.3f} s")
+    return None
 
 
 def output_format(path: Path) -> str | None:

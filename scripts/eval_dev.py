@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+"""Evaluate a weights file on the held-out dev split of the training photos.
+
+    python scripts/eval_dev.py --weights weights/vidcolor.pt --json dev.json --sheet sheet.png
+
+The dev split is ``vidcolor.data.split`` of ``train_manifest.csv`` (1 photo in
+20, by file-name hash; never trained on). Photos are taken in a fixed order
+(sorted by the SHA-1 of the file name, which mixes the sources) so ``--limit N``
+always picks the same N. Each photo is resized so its short side is 256 px
+(LFW faces are 200 px, so they are upscaled), and coloured by the model at
+that size from its own L (``vidcolor.train.predict_rgb``). Metrics are those
+of ``vidcolor eval``: PSNR and SSIM on 8-bit RGB, colourfulness ratio
+(mean M(ours) / mean M(truth)), AuC of the ab error, for ours and for the
+a=b=0 baseline; per-image means overall, per source, and over sources.
+
+``--hints K`` gives the model K ground-truth colour points per photo (1-4 px
+patches holding the patch's mean ab, as in ``vidcolor.data.simulate_hints``)
+at a fixed seed per photo.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidcolor import data as D
+from vidcolor.color import rgb_to_lab
+from vidcolor.errors import VidcolorError
+from vidcolor.evaluate import grey_baseline, image_metrics, resize_rgb, short_side_shape, write_json
+from vidcolor.pipeline import DEFAULT_TEMPERATURE
+from vidcolor.train import predict_rgb
+from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
+
+REPO = Path(__file__).resolve().parent.parent
+HINT_SEED = 2024
+METRICS = ("psnr", "ssim", "colorfulness_ratio", "auc")
+
+
+def dev_items(data_dir: Path, limit: int | None) -> list[D.Item]:
+    """The dev split in a fixed, source-mixing order, optionally cut to ``limit`` photos."""
+    if not (data_dir / "train").is_dir():
+        raise VidcolorError(f"no train/ folder in {data_dir} (use --data-dir)")
+    _, dev = D.split(D.read_manifest(data_dir))
+    dev.sort(key=lambda it: hashlib.sha1(it.file.encode()).hexdigest())
+    return dev[:limit] if limit else dev
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """A photo as (H, W, 3) uint8 (grey replicated, alpha dropped)."""
+    from skimage import io
+
+    try:
+        im = io.imread(path)
+    except (OSError, ValueError) as e:
+        raise VidcolorError(f"cannot read {path}: {e}") from None
+    if im.ndim == 2:
+        im = np.stack([im] * 3, axis=-1)
+    return np.ascontiguousarray(im[..., :3])
+
+
+def point_hints(ab: torch.Tensor, k: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exactly ``k`` hint patches (1-4 px, the patch's mean ab) for (1, 2, H, W) ground-truth ab.
+
+    Same patch model as :func:`vidcolor.data.simulate_hints`, but with a fixed
+    count so that every photo gets the same help.
+    """
+    _, _, h, w = ab.shape
+    hint = torch.zeros_like(ab)
+    mask = torch.zeros(1, 1, h, w, dtype=ab.dtype)
+    for _ in range(k):
+        p = int(rng.integers(1, 5))
+        y = int(rng.integers(0, h - p + 1))
+        x = int(rng.integers(0, w - p + 1))
+        hint[0, :, y:y + p, x:x + p] = ab[0, :, y:y + p, x:x + p].mean(dim=(1, 2), keepdim=True)
+        mask[0, :, y:y + p, x:x + p] = 1.0
+    return hint, mask
+
+
+def summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per-image means of a group of rows; colourfulness ratio as a ratio of means."""
+    out: dict[str, dict[str, float]] = {}
+    gt_cf = float(np.mean([r["gt_colorfulness"] for r in rows]))
+    for who in ("pred", "grey"):
+        m = {k: float(np.mean([r[f"{who}_{k}"] for r in rows])) for k in ("psnr", "ssim", "auc", "colorfulness")}
+        m["colorfulness_ratio"] = m["colorfulness"] / gt_cf if gt_cf > 0 else float("nan")
+        out[who] = m
+    return out
+
+
+def make_sheet(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path, height: int = 160) -> None:
+    """Contact sheet: one photo per row, columns grey | ours | truth, all at ``height`` px."""
+    from skimage import io
+
+    gap = 4
+    lines = []
+    for _, grey, ours, truth in rows:
+        h, w = truth.shape[:2]
+        shape = (height, max(1, round(w * height / h)))
+        tiles = [resize_rgb(x, shape) for x in (grey, ours, truth)]
+        sep = np.full((height, gap, 3), 255, np.uint8)
+        lines.append(np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], axis=1))
+    width = max(x.shape[1] for x in lines)
+    canvas = np.full((len(lines) * (height + gap) - gap, width, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        canvas[i * (height + gap):i * (height + gap) + height, :line.shape[1]] = line
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.imsave(path, canvas, check_contrast=False)
+
+
+def pick_sheet(items: list[D.Item], n: int) -> set[str]:
+    """About ``n`` photos taken round-robin over the sources, so faces do not fill the sheet."""
+    by_src: dict[str, list[str]] = {}
+    for it in items:
+        by_src.setdefault(it.source, []).append(it.file)
+    picked: list[str] = []
+    while len(picked) < n and any(by_src.values()):
+        for src in sorted(by_src):
+            if by_src[src] and len(picked) < n:
+                picked.append(by_src[src].pop(0))
+    return set(picked)
+
+
+def run(a: argparse.Namespace) -> dict:
+    """Evaluate and return the report (also printed)."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(a.threads)
+    weights = Path(a.weights) if a.weights else default_weights_path()
+    model = load_model(weights)
+    state = load_checkpoint(weights)
+    items = dev_items(Path(a.data_dir), a.limit)
+    sheet_names = pick_sheet(items, a.sheet_count) if a.sheet else set()
+    sheet_rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    rows: list[dict] = []
+    t0 = time.time()
+    for i, it in enumerate(tqdm(items, desc="dev", disable=a.quiet, leave=False)):
+        img = load_rgb(Path(a.data_dir) / "train" / it.file)
+        img = resize_rgb(img, short_side_shape(img.shape[0], img.shape[1], a.short_side))
+        rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+        hint = mask = None
+        if a.hints:
+            rng = np.random.default_rng([HINT_SEED, int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)])
+            hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, rng)
+        out = predict_rgb(model, rgb, a.temperature, hint, mask)
+        ours = (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        m = image_metrics(ours, img)
+        rows.append({"file": it.file, "source": it.source,
+                     **{f"{who}_{k}": v for who, d in m.items() for k, v in d.items()}})
+        if it.file in sheet_names:
+            sheet_rows.append((it.file, grey_baseline(img), ours, img))
+    seconds = time.time() - t0
+    if not rows:
+        raise VidcolorError("no dev photos to evaluate")
+    sources = sorted({r["source"] for r in rows})
+    per_source = {s: {"n": sum(r["source"] == s for r in rows), **summarise([r for r in rows if r["source"] == s])}
+                  for s in sources}
+    balanced = {who: {k: float(np.mean([per_source[s][who][k] for s in sources])) for k in METRICS}
+                for who in ("pred", "grey")}
+    report = {
+        "weights": str(weights), "sha256": sha256_file(weights), "arch": model.config["arch"],
+        "step": state.get("step"), "temperature": a.temperature, "hints": a.hints, "short_side": a.short_side,
+        "n": len(rows), "seconds": round(seconds, 1),
+        "averaging": (f"per-image mean over {len(rows)} dev photos, each resized to short side {a.short_side} px; "
+                      "colourfulness ratio = mean M(x) / mean M(truth); 'over sources' = unweighted mean of the "
+                      "per-source means"),
+        "overall": summarise(rows), "over_sources": balanced, "per_source": per_source, "items": rows,
+    }
+    if a.sheet:
+        order = {f: i for i, f in enumerate(x.file for x in items)}
+        make_sheet(sorted(sheet_rows, key=lambda r: order[r[0]]), Path(a.sheet))
+    return report
+
+
+def format_report(r: dict) -> str:
+    """Overall, over-sources and per-source means as a table."""
+    head = (f"{'':<20}{'n':>5}  {'PSNR':>7}{'grey':>7}  {'SSIM':>7}{'grey':>7}  {'colour':>7}{'grey':>7}"
+            f"  {'AuC':>7}{'grey':>7}")
+
+    def line(name: str, n: int | str, m: dict) -> str:
+        p, g = m["pred"], m["grey"]
+        return (f"{name:<20}{n:>5}  {p['psnr']:>7.2f}{g['psnr']:>7.2f}  {p['ssim']:>7.4f}{g['ssim']:>7.4f}  "
+                f"{p['colorfulness_ratio']:>7.3f}{g['colorfulness_ratio']:>7.3f}  {p['auc']:>7.4f}{g['auc']:>7.4f}")
+
+    out = [f"dev eval: {r['weights']} (arch {r['arch']}, step {r['step']}), T={r['temperature']}, "
+           f"hints={r['hints']}, {r['seconds']} s",
+           f"averaging: {r['averaging']}", "", head, line("overall", r["n"], r["overall"]),
+           line("over sources", len(r["per_source"]), r["over_sources"]), ""]
+    out += [line(s, v["n"], v) for s, v in r["per_source"].items()]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=None, help="weights file (default: the shipped weights/vidcolor.pt)")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help="annealed-mean readout temperature (classifier archs; lower = more vivid)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dev photos (fixed order)")
+    p.add_argument("--short-side", type=int, default=256)
+    p.add_argument("--hints", type=int, default=0, help="K ground-truth colour points per photo (fixed seed)")
+    p.add_argument("--json", default=None, help="write the full report (with per-photo values) here")
+    p.add_argument("--sheet", default=None, help="write a contact sheet PNG (rows: grey | ours | truth)")
+    p.add_argument("--sheet-count", type=int, default=12)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args()
+    try:
+        if a.temperature <= 0 or a.short_side < 16 or a.hints < 0 or (a.limit is not None and a.limit < 1):
+            raise VidcolorError("need --temperature > 0, --short-side >= 16, --hints >= 0 and --limit >= 1")
+        r = run(a)
+        if a.json:
+            write_json(r, Path(a.json))
+    except VidcolorError as e:
+        print(f"eval_dev: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    print(format_report(r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Measure the temporal smoother (issue 4): warp error, PSNR, post-cut change, cost.
+
+    .venv/bin/python scripts/eval_temporal.py CLIP_OR_DIR... --weights W --work DIR \
+        [--windows 0 3] [--max-frames 96] [--strips DIR]
+
+Each clip is coloured with the library (``colorize_video``) once per window,
+from its own L (the engine reads only L, so the colour clip *is* its grey
+version here, without a re-encode), into near-lossless files (x264 crf 0,
+4:4:4) so the encoder adds no flicker of its own. The clip itself is the
+ground truth. Figures:
+
+- warp error (Lai et al. 2018): TV-L1 flow on the grey ground truth at short
+  side 256 (skimage, cached in --work), occlusions removed by a
+  forward-backward check; mean |warped previous output - output| in RGB
+  [0, 1] over the kept pixels, all frame pairs of all clips. The ground
+  truth's own warp error is the floor no colouring can go below.
+- PSNR against the ground truth, full resolution, mean over frames.
+- post-cut: at each true cut (clips.json from motion_clips.py), the mean ab
+  distance between smoothed and per-frame output over the two frames after it.
+- cost: time inside Smoother.push/flush over the whole colorize_video time.
+
+The 0-window run is the reference; every other window is compared with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from vidcolor import pipeline  # noqa: E402
+from vidcolor.color import rgb_to_lab  # noqa: E402
+from vidcolor.metrics import psnr  # noqa: E402
+from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
+from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
+from vidcolor.videoio import EncodeOptions  # noqa: E402
+
+EVAL_SHORT = 256
+LOSSLESS = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")
+
+
+class TimedSmoother(Smoother):
+    """The real smoother, timing its own calls and keeping what it decided."""
+
+    seconds = 0.0
+    found_cuts: list[int] = []
+    scores: list[tuple[int, float]] = []
+
+    def push(self, item):  # noqa: ANN001, ANN201
+        t = time.perf_counter()
+        out = super().push(item)
+        TimedSmoother.seconds += time.perf_counter() - t
+        return out
+
+    def flush(self):  # noqa: ANN201
+        t = time.perf_counter()
+        out = super().flush()
+        TimedSmoother.seconds += time.perf_counter() - t
+        TimedSmoother.found_cuts = list(self.cuts)
+        return out
+
+    def _decide_cut(self, a: int) -> None:
+        super()._decide_cut(a)
+        d = self._dist[a]
+        ctx = [self._dist[k] for k in (a - 1, a + 1) if k in self._dist]
+        TimedSmoother.scores.append((a + 1, float(d - max(ctx)) if ctx else float(d)))
+
+
+def decode(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        out = []
+        for f in c.decode(video=0):
+            out.append(f.to_ndarray(format="rgb24"))
+            if limit and len(out) >= limit:
+                break
+        return out
+
+
+def write_lossless(path: Path, frames: list[np.ndarray]) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
+        s.codec_context.options = {"crf": "0", "preset": "ultrafast"}
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def to_eval(frames: list[np.ndarray]) -> torch.Tensor:
+    """(N, 3, h, w) float RGB in [0, 1], short side EVAL_SHORT."""
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[-2:]
+    s = EVAL_SHORT / min(h, w)
+    return F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", antialias=True,
+                         align_corners=False).clamp(0, 1)
+
+
+def warp_np(x: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
+    """x (C, h, w) sampled at pos + flow, flow (2, h, w) as skimage gives it: (row, col)."""
+    _, h, w = x.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    fy, fx = torch.from_numpy(flow[0]).float(), torch.from_numpy(flow[1]).float()
+    grid = torch.stack([(xs + fx) / (w - 1) * 2 - 1, (ys + fy) / (h - 1) * 2 - 1], dim=-1)[None]
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+
+def gt_flows(name: str, gt: torch.Tensor, work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Flow t -> t-1 on the grey ground truth, and the mask of pixels it follows reliably (cached)."""
+    from skimage.registration import optical_flow_tvl1
+
+    cache = work / "flows" / f"{name}_{gt.shape[0]}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["flow"].astype(np.float32), z["mask"]
+    grey = (0.299 * gt[:, 0] + 0.587 * gt[:, 1] + 0.114 * gt[:, 2]).numpy()
+    flows, masks = [], []
+    for t in range(1, len(grey)):
+        fw = optical_flow_tvl1(grey[t], grey[t - 1])   # grey[t-1](x + fw) ~ grey[t](x)
+        bw = optical_flow_tvl1(grey[t - 1], grey[t])
+        bw_at = warp_np(torch.from_numpy(bw), fw).numpy()
+        err = ((fw + bw_at) ** 2).sum(0)
+        mask = err < 0.01 * ((fw ** 2).sum(0) + (bw_at ** 2).sum(0)) + 0.5
+        h, w = mask.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        mask &= (xx + fw[1] >= 0) & (xx + fw[1] <= w - 1) & (yy + fw[0] >= 0) & (yy + fw[0] <= h - 1)
+        flows.append(fw.astype(np.float16))
+        masks.append(mask)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, flow=np.stack(flows), mask=np.stack(masks))
+    return np.stack(flows).astype(np.float32), np.stack(masks)
+
+
+def warp_error(out: torch.Tensor, flows: np.ndarray, masks: np.ndarray, cuts: list[int]) -> tuple[float, float, int]:
+    """Over the frame pairs not spanning a cut: the sums of the masked mean |warped previous -
+    current| in RGB [0, 1] and of the same in Lab ab units (the chroma part alone, which is
+    all smoothing can change), and the pair count."""
+    total, total_ab, n = 0.0, 0.0, 0
+    ab = rgb_to_lab(out)[:, 1:]
+    for t in range(1, out.shape[0]):
+        if t in cuts:
+            continue
+        m = torch.from_numpy(masks[t - 1])
+        if m.any():
+            total += float((warp_np(out[t - 1], flows[t - 1]) - out[t]).abs().mean(0)[m].mean())
+            total_ab += float((warp_np(ab[t - 1], flows[t - 1]) - ab[t]).abs().mean(0)[m].mean())
+        n += 1
+    return total, total_ab, n
+
+
+def ab_of(frames: list[np.ndarray]) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    return rgb_to_lab(x)[:, 1:]
+
+
+def make_strip(path: Path, gt: list[np.ndarray], runs: dict[int, list[np.ndarray]], window: int) -> None:
+    """Rows: ground truth, per-frame, smoothed, |smoothed - per-frame| ab x8; six frames across."""
+    from PIL import Image
+
+    n = len(gt)
+    idx = [round(i * (n - 1) / 5) for i in range(6)]
+    diff = (ab_of([runs[window][i] for i in idx]) - ab_of([runs[0][i] for i in idx])).norm(dim=1)
+    heat = (diff * 8).clamp(0, 255).to(torch.uint8).numpy()
+    rows = [[gt[i] for i in idx], [runs[0][i] for i in idx], [runs[window][i] for i in idx],
+            [np.repeat(h[..., None], 3, axis=2) for h in heat]]
+    img = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
+    Image.fromarray(img).save(path)
+
+
+def clip_list(args: list[Path]) -> list[Path]:
+    out = []
+    for a in args:
+        out += sorted(a.glob("*.mp4")) if a.is_dir() else [a]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("clips", type=Path, nargs="+")
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--work", type=Path, required=True, help="folder for coloured clips and cached flows")
+    ap.add_argument("--windows", type=int, nargs="+", default=[0, DEFAULT_WINDOW])
+    ap.add_argument("--cut-threshold", type=float, default=0.5)
+    ap.add_argument("--max-frames", type=int, default=96, help="trim longer clips (evaluation time)")
+    ap.add_argument("--strips", type=Path, help="folder for frame-strip PNGs of the --strip-clips")
+    ap.add_argument("--strip-clips", nargs="+", default=["object.mp4", "splice.mp4", "davis_dance-twirl.mp4"])
+    ap.add_argument("--json", type=Path, help="write all figures here")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    windows = sorted(set([0] + a.windows))
+    a.work.mkdir(parents=True, exist_ok=True)
+    pipeline.Smoother = TimedSmoother  # colorize_video builds its smoother from this name
+    report: dict = {"clips": {}}
+    for clip in clip_list(a.clips):
+        meta_file = clip.parent / "clips.json"
+        meta = json.loads(meta_file.read_text()).get(clip.name, {}) if meta_file.exists() else {}
+        true_cuts = meta.get("cuts", [])
+        gt = decode(clip)
+        src = clip
+        if len(gt) > a.max_frames:  # a trimmed copy, which is then the ground truth
+            gt = gt[:a.max_frames]
+            src = a.work / f"{clip.stem}_first{a.max_frames}.mp4"
+            if not src.exists():
+                write_lossless(src, gt)
+            gt = decode(src)
+        gt_eval = to_eval(gt)
+        flows, masks = gt_flows(clip.stem, gt_eval, a.work)
+        we_gt, we_gt_ab, npairs = warp_error(gt_eval, flows, masks, true_cuts)
+        row = {"frames": len(gt), "true_cuts": true_cuts, "pairs": npairs, "we_gt": we_gt / max(npairs, 1),
+               "we_ab_gt": we_gt_ab / max(npairs, 1)}
+        runs: dict[int, list[np.ndarray]] = {}
+        for w in windows:
+            out = a.work / f"{clip.stem}_w{w}.mp4"
+            TimedSmoother.seconds, TimedSmoother.found_cuts, TimedSmoother.scores = 0.0, [], []
+            res = colorize_video(src, out, Settings(weights=a.weights, device="cpu", temporal_window=w,
+                                                    cut_threshold=a.cut_threshold),
+                                 encode=LOSSLESS, overwrite=True, progress=False, log=lambda s: None)
+            frames = decode(out)
+            runs[w] = frames
+            we, we_ab, _ = warp_error(to_eval(frames), flows, masks, true_cuts)
+            r = {"we": we / max(npairs, 1), "we_ab": we_ab / max(npairs, 1),
+                 "psnr": float(np.mean([psnr(o, g) for o, g in zip(frames, gt)])),
+                 "seconds": res.seconds, "smoother_seconds": TimedSmoother.seconds,
+                 "found_cuts": TimedSmoother.found_cuts,
+                 "top_scores": sorted(TimedSmoother.scores, key=lambda s: -s[1])[:3]}
+            if w and true_cuts:
+                after = [c + k for c in true_cuts for k in (0, 1) if c + k < len(frames)]
+                d = (ab_of([frames[i] for i in after]) - ab_of([runs[0][i] for i in after])).norm(dim=1)
+                r["postcut_ab"] = float(d.mean())
+            row[f"w{w}"] = r
+            print(f"{clip.name} w={w}: we {r['we']:.5f} (gt {row['we_gt']:.5f}) ab {r['we_ab']:.3f} "
+                  f"(gt {row['we_ab_gt']:.3f}) psnr {r['psnr']:.3f} "
+                  f"time {res.seconds:.1f}s smoother {TimedSmoother.seconds:.1f}s cuts {r['found_cuts']} "
+                  f"post-cut {r.get('postcut_ab', float('nan')):.2f} top {r['top_scores']}", flush=True)
+        if a.strips and clip.name in a.strip_clips:
+            a.strips.mkdir(parents=True, exist_ok=True)
+            make_strip(a.strips / f"strip_{clip.stem}.png", gt, runs,
+                       DEFAULT_WINDOW if DEFAULT_WINDOW in windows else max(windows))
+            print(f"strip: {a.strips / f'strip_{clip.stem}.png'}")
+        report["clips"][clip.name] = row
+    summary = {}
+    rows = list(report["clips"].values())
+    pairs = sum(r["pairs"] for r in rows)
+
+    def pooled(key: str, w: int | None = None) -> float:  # mean over all frame pairs of all clips
+        return sum((r[f"w{w}"] if w is not None else r)[key] * r["pairs"] for r in rows) / pairs
+
+    for w in windows[1:]:
+        post = [r[f"w{w}"]["postcut_ab"] for r in rows if "postcut_ab" in r[f"w{w}"]]
+        summary[f"w{w}"] = {
+            "warp_error": pooled("we", w), "warp_error_w0": pooled("we", 0), "warp_error_gt": pooled("we_gt"),
+            "warp_error_ratio": pooled("we", w) / pooled("we", 0),
+            "warp_error_ratio_if_perfect": pooled("we_gt") / pooled("we", 0),
+            "ab_warp_error": pooled("we_ab", w), "ab_warp_error_w0": pooled("we_ab", 0),
+            "ab_warp_error_ratio": pooled("we_ab", w) / pooled("we_ab", 0),
+            "psnr_delta_mean": float(np.mean([r[f"w{w}"]["psnr"] - r["w0"]["psnr"] for r in rows])),
+            "psnr_delta_worst": float(min(r[f"w{w}"]["psnr"] - r["w0"]["psnr"] for r in rows)),
+            "postcut_ab_mean": float(np.mean(post)) if post else None,
+            "smoother_share": sum(r[f"w{w}"]["smoother_seconds"] for r in rows)
+            / sum(r[f"w{w}"]["seconds"] for r in rows),
+            "false_cuts": sum(len(set(r[f"w{w}"]["found_cuts"]) - set(r["true_cuts"])) for r in rows),
+            "missed_cuts": sum(len(set(r["true_cuts"]) - set(r[f"w{w}"]["found_cuts"])) for r in rows),
+        }
+        print(f"== window {w}: " + json.dumps(summary[f"w{w}"]))
+    report["summary"] = summary
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Guided colour: reference keyframes and colour pins that carry through a shot.
+
+A *keyframe* is what the user knows about one frame: an ab map at render size
+and a mask of where it holds (everywhere for a painted ``--reference`` image,
+small disks for ``--hints`` pins). Before colouring, :func:`plan_guides`
+walks the frames' L at render size once, finds the shots, and carries each
+keyframe forward and backward through its shot with optical flow on L
+(:mod:`vidcolor.flow`), dropping pixels whose flow fails the forward-backward
+check. Carrying stops at a cut, at the midpoint to the next keyframe, or after
+``reach`` frames. The result for each guided frame is a small
+:class:`FrameGuide`: the carried ab and its confidence, at half render size.
+
+While colouring, the engine gets sparse hint points sampled from the confident
+part (the network was trained on such hints and fills in the rest along
+edges), and the output ab is blended towards the carried ab by its
+confidence, so a painted frame comes out exactly as painted.
+Everything is deterministic (fixed per-frame seeds), so resumes match.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import flow as fl
+from .color import rgb_to_lab
+from .errors import VidcolorError
+
+PIN_RADIUS = 1.5        # render-size pixels: a pin is a tiny disk, like the training hints
+HINT_POINTS = 96        # hint points per guided frame; training used up to 96 patches
+MIN_CONF = 0.5          # a carried pixel below this confidence gives no hint point
+DECAY = 0.999           # confidence kept per frame carried: long carries drift, so trust them less
+FB_KEEP = 0.97          # confidence kept where the flow fails its forward-backward check
+DEFAULT_REACH = 240     # frames a keyframe is carried each way at most
+
+
+@dataclass
+class Keyframe:
+    index: int
+    ab: torch.Tensor    # (2, h, w) at render size
+    mask: torch.Tensor  # (1, h, w) in [0, 1]
+
+
+@dataclass
+class FrameGuide:
+    ab: torch.Tensor    # (2, h2, w2) carried ab at half render size, float16
+    conf: torch.Tensor  # (1, h2, w2) confidence in [0, 1], float16
+
+
+def parse_reference(spec: str) -> tuple[int, Path]:
+    """'120=still.png' -> (120, Path('still.png')), with a clear error otherwise."""
+    idx, sep, path = spec.partition("=")
+    if not sep or not idx.strip().isdigit() or not path:
+        raise VidcolorError(f"--reference wants FRAME_INDEX=IMAGE (e.g. 120=still.png), got {spec!r}")
+    p = Path(path)
+    if not p.is_file():
+        raise VidcolorError(f"reference image not found: {p}")
+    return int(idx), p
+
+
+def load_pins(path: Path) -> dict[int, list[tuple[float, float, tuple[int, int, int]]]]:
+    """Read a ``--hints`` JSON file: a list of {"frame", "x", "y", "rgb"} in full-size pixels."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise VidcolorError(f"hints file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise VidcolorError(f"hints file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, list):
+        raise VidcolorError(f"hints file {path} must hold a JSON list of {{frame, x, y, rgb}} objects")
+    pins: dict[int, list] = {}
+    for k, h in enumerate(data):
+        try:
+            f, x, y, rgb = int(h["frame"]), float(h["x"]), float(h["y"]), tuple(int(c) for c in h["rgb"])
+        except (KeyError, TypeError, ValueError):
+            raise VidcolorError(f"hint #{k} in {path} needs frame, x, y and rgb [r, g, b]: {h!r}") from None
+        if f < 0 or len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+            raise VidcolorError(f"hint #{k} in {path} has a bad frame or rgb (0..255): {h!r}")
+        pins.setdefault(f, []).append((x, y, rgb))
+    return pins
+
+
+def image_keyframe(index: int, rgb: np.ndarray, size: tuple[int, int], render: tuple[int, int]) -> Keyframe:
+    """A painted colour image of frame ``index`` (any size) -> its ab at render size, mask everywhere."""
+    img = torch.from_numpy(rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 65535.0))
+    if img.ndim == 2:
+        img = img[..., None].expand(-1, -1, 3)
+    img = img[..., :3].permute(2, 0, 1)[None]
+    h, w = img.shape[-2:]
+    if abs(h / w - size[0] / size[1]) > 0.02:
+        raise VidcolorError(f"reference image for frame {index} is {w}x{h}, but the frames are "
+                            f"{size[1]}x{size[0]}; export the frame with 'vidcolor export-frame' and paint on it")
+    img = F.interpolate(img, size=render, mode="bilinear", antialias=True, align_corners=False)
+    ab = rgb_to_lab(img)[0, 1:]
+    return Keyframe(index, ab, torch.ones(1, *render))
+
+
+def pin_keyframe(index: int, pins: list, size: tuple[int, int], render: tuple[int, int]) -> Keyframe:
+    """Colour pins of one frame -> small disks of ab at render size."""
+    h, w = render
+    ab = torch.zeros(2, h, w)
+    mask = torch.zeros(1, h, w)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    for x, y, rgb in pins:
+        if not (0 <= x < size[1] and 0 <= y < size[0]):
+            raise VidcolorError(f"hint at ({x:g}, {y:g}) on frame {index} is outside the {size[1]}x{size[0]} frame")
+        cx, cy = (x + 0.5) * w / size[1] - 0.5, (y + 0.5) * h / size[0] - 0.5
+        disk = ((xx - cx) ** 2 + (yy - cy) ** 2) <= PIN_RADIUS ** 2
+        lab = rgb_to_lab(torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1) / 255.0)
+        ab[:, disk] = lab[1:, 0, 0, None]
+        mask[:, disk] = 1.0
+    return Keyframe(index, ab, mask)
+
+
+def _half(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return F.interpolate(x[None], size=(max(h // 2, 8), max(w // 2, 8)), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
+def _std(L: torch.Tensor) -> torch.Tensor:
+    return fl.standardize(_half(L)[None])
+
+
+def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe], cut_threshold: float,
+                reach: int = DEFAULT_REACH) -> dict[int, FrameGuide]:
+    """Carry each keyframe through its shot; return the guide of every frame it reaches.
+
+    ``Ls`` yields (index, L at render size (1, h, w)) in order, from frame 0.
+    Only frames within ``reach`` of a keyframe are kept in memory.
+    """
+    from .temporal import CUT_SCALE
+
+    if not keyframes:
+        return {}
+    keys = {k.index: k for k in keyframes}
+    last_needed = max(keys) + reach
+    frames: dict[int, torch.Tensor] = {}  # standardized half-size L of frames near a keyframe
+    feats: dict[int, tuple] = {}
+    dist: dict[int, torch.Tensor] = {}
+    cut_after: set[int] = set()
+    n = 0
+    for idx, L in Ls:
+        if idx > last_needed + 2:
+            break
+        s = _std(L)
+        feats[idx] = fl.cut_features(s)
+        if idx - 1 in feats:
+            dist[idx - 1] = fl.frame_distance(feats[idx - 1], feats[idx])
+        if any(abs(idx - k) <= reach + 1 for k in keys):
+            frames[idx] = s
+        for old in [k for k in feats if k < idx - 3]:
+            feats.pop(old)
+        n = idx + 1
+    for a in sorted(dist):  # the smoother's rule: a jump clearly above both neighbouring jumps
+        ctx = [dist[k] for k in (a - 1, a + 1) if k in dist]
+        ref = torch.stack(ctx).max() if ctx else torch.zeros_like(dist[a])
+        if float(((dist[a] - ref) / CUT_SCALE).clamp(0, 1)) > cut_threshold:
+            cut_after.add(a)
+    late = [k for k in keys if k >= n]
+    if late:
+        raise VidcolorError(f"a reference or hint names frame {late[0]}, but the last frame is {n - 1}")
+    order = sorted(keys)
+    out: dict[int, FrameGuide] = {}
+    for j, k in enumerate(order):
+        kf = keys[k]
+        ab, conf = _half(kf.ab)[None], _half(kf.mask)[None]
+        out[k] = FrameGuide(ab[0].half(), conf[0].half())
+        lo = (order[j - 1] + k) // 2 + 1 if j > 0 else k - reach
+        hi = (order[j + 1] + k - 1) // 2 if j + 1 < len(order) else k + reach
+        for step, stop in ((1, hi), (-1, lo)):
+            cab, cconf, t = ab, conf, k
+            while (t + step <= stop if step > 0 else t + step >= stop) and t + step in frames and t in frames:
+                a = min(t, t + step)
+                if a in cut_after:
+                    break
+                nxt = t + step
+                flow = fl.lk_flow(frames[nxt], frames[t])  # where each pixel of nxt came from in t
+                back = fl.lk_flow(frames[t], frames[nxt])
+                ok = fl.fb_valid(flow, back)
+                cab = fl.warp(cab, flow)
+                # a failed forward-backward check lowers trust rather than zeroing it: LK flow at this
+                # size fails often on real film, and a hard zero loses a shot's colour within frames
+                cconf = fl.warp(cconf, flow) * (FB_KEEP + (1 - FB_KEEP) * ok) * DECAY
+                out[nxt] = FrameGuide(cab[0].half(), cconf[0].half())
+                t = nxt
+    return out
+
+
+def hints_for(guide: FrameGuide, index: int, render: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse hint points (ab (2,h,w), mask (1,h,w)) at render size from a frame's guide.
+
+    Points are drawn among confident pixels with a seed fixed by the frame
+    index, so the same frame always gets the same hints.
+    """
+    h, w = render
+    ab = F.interpolate(guide.ab.float()[None], size=render, mode="bilinear", align_corners=False)[0]
+    conf = F.interpolate(guide.conf.float()[None], size=render, mode="bilinear", align_corners=False)[0]
+    ok = (conf[0] >= MIN_CONF).flatten().nonzero().flatten()
+    hint = torch.zeros(2, h, w)
+    mask = torch.zeros(1, h, w)
+    if len(ok):
+        g = torch.Generator().manual_seed(1000003 * index + 7)
+        pick = ok[torch.randperm(len(ok), generator=g)[:HINT_POINTS]]
+        ys, xs = pick // w, pick % w
+        hint[:, ys, xs] = ab[:, ys, xs]
+        mask[:, ys, xs] = 1.0
+    return hint, mask
+
+
+def blend(ab: torch.Tensor, guide: FrameGuide) -> torch.Tensor:
+    """Pull the predicted ab (2, h, w) towards the carried ab by its confidence."""
+    size = ab.shape[-2:]
+    g_ab = F.interpolate(guide.ab.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
+    conf = F.interpolate(guide.conf.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
+    return conf * g_ab + (1 - conf) * ab
+
+
+def guide_spec(references: list[str], hints: str | None) -> dict:
+    """What identifies the guides in a job manifest: indices and file hashes."""
+    from .weights import sha256_file
+
+    refs = {}
+    for spec in references:
+        idx, path = parse_reference(spec)
+        refs[str(idx)] = sha256_file(path)
+    return {"references": refs, "hints": sha256_file(Path(hints)) if hints else None}
+
+
+def build_keyframes(references: list[str], hints: str | None, size: tuple[int, int],
+                    render: tuple[int, int], n_frames: int | None = None) -> list[Keyframe]:
+    """Keyframes from ``--reference`` specs and a ``--hints`` file, for frames of ``size`` (h, w)."""
+    from .frameio import read_frame
+
+    keys: dict[int, Keyframe] = {}
+    for spec in references:
+        idx, path = parse_reference(spec)
+        if n_frames and idx >= n_frames:
+            raise VidcolorError(f"--reference frame {idx} is past the last frame ({n_frames - 1})")
+        if idx in keys:
+            raise VidcolorError(f"two --reference images for frame {idx}")
+        keys[idx] = image_keyframe(idx, read_frame(path).rgb, size, render)
+    if hints:
+        for idx, pins in sorted(load_pins(Path(hints)).items()):
+            if n_frames and idx >= n_frames:
+                raise VidcolorError(f"a hint names frame {idx}, past the last frame ({n_frames - 1})")
+            kf = pin_keyframe(idx, pins, size, render)
+            if idx in keys:  # pins on a referenced frame override the painting there
+                old = keys[idx]
+                kf = Keyframe(idx, torch.where(kf.mask > 0, kf.ab, old.ab), torch.maximum(kf.mask, old.mask))
+            keys[idx] = kf
+    return [keys[k] for k in sorted(keys)]
+
+
+def export_frame(video: Path, index: int, out: Path) -> None:
+    """Write frame ``index`` (0-based, presentation order, as vidcolor counts) of ``video`` as an image."""
+    from .frameio import write_frame
+    from .videoio import iter_frames, probe
+
+    info = probe(video)
+    if index < 0:
+        raise VidcolorError(f"frame index must be >= 0, got {index}")
+    count = 0
+    for f in iter_frames(video, high_depth=info.bit_depth > 8):
+        if f.index == index:
+            write_frame(out, f.image, None)
+            return
+        count += 1
+    raise VidcolorError(f"{video} has no frame {index} (it has {count} frames, numbered from 0)")
