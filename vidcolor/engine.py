@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_l
 from .data import make_input
+from .defaults import DEFAULT_TEMPERATURE
 from .errors import VidcolorError
 from .model import Colorizer
 
@@ -54,7 +55,7 @@ class Engine:
     """Batched inference of ab from L at a modest render size."""
 
     def __init__(self, model: Colorizer, device: str | torch.device = "auto", render_size: int = 256,
-                 temperature: float = 0.38):
+                 temperature: float = DEFAULT_TEMPERATURE):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.cuda = self.device.type == "cuda"
         if render_size < 16 or render_size > 4096:
