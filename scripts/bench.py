@@ -31,11 +31,11 @@ sys.path.insert(0, str(REPO))
 
 from vidcolor.engine import Engine  # noqa: E402
 from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
-from vidcolor.pipeline import DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
+from vidcolor.pipeline import DEFAULT_SEGMENT, DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
 from vidcolor.weights import default_weights_path, load_model  # noqa: E402
 
 
-def e2e(clip: Path, weights: Path, render: int, batch: int, window: int = 0, segment: int = 240) -> float:
+def e2e(clip: Path, weights: Path, render: int, batch: int, window: int = DEFAULT_WINDOW, segment: int = 240) -> float:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out.mp4"
         t = time.perf_counter()
@@ -94,6 +94,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--window", type=int, default=None, help="temporal window for the smoothing figure")
     p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--skip-checkpoint", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     window = DEFAULT_WINDOW if a.window is None else a.window
@@ -115,21 +116,23 @@ def main() -> None:
         torch.save({"config": im.config, "model": im.state_dict()}, ident)
         mf = model_fps(a.clip, a.weights, a.render_size, a.batch_size)
         print(f"(a) model-only: {mf:.2f} fps")
-        ef = e2e(a.clip, a.weights, a.render_size, a.batch_size)
-        print(f"(b) end-to-end: {ef:.2f} fps")
-        idf = e2e(a.clip, ident, a.render_size, a.batch_size)
+        ef = e2e(a.clip, a.weights, a.render_size, a.batch_size, window=window)
+        print(f"(b) end-to-end: {ef:.2f} fps (temporal window {window})")
+        idf = e2e(a.clip, ident, a.render_size, a.batch_size, window=window)
         print(f"(c) end-to-end, identity model: {idf:.2f} fps")
         if window:
-            sf = e2e(a.clip, a.weights, a.render_size, a.batch_size, window=window)
-            share = 1 - sf / ef  # (t_smooth - t_plain) / t_smooth, per frame
-            print(f"temporal window {window}: {sf:.2f} fps end-to-end; smoothing share of time {100 * share:.1f}%")
-        one = e2e(a.clip, a.weights, a.render_size, a.batch_size, segment=10**9)
-        seg = e2e(a.clip, a.weights, a.render_size, a.batch_size, segment=24)
-        print(f"checkpointing: {one:.2f} fps as one segment, {seg:.2f} fps with a segment every 24 frames "
-              f"(cost {100 * (1 - seg / one):.1f}%)")
+            pf = e2e(a.clip, a.weights, a.render_size, a.batch_size, window=0)
+            share = 1 - ef / pf  # (t_smooth - t_plain) / t_smooth, per frame
+            print(f"temporal window 0: {pf:.2f} fps end-to-end; smoothing's share of end-to-end time "
+                  f"at window {window}: {100 * share:.1f}%")
+        long_clip = Path(d) / "long.mp4"
+        loop_clip(a.clip, long_clip, 10)
+        if not a.skip_checkpoint:
+            one = e2e(long_clip, a.weights, a.render_size, a.batch_size, window=window, segment=10**9)
+            seg = e2e(long_clip, a.weights, a.render_size, a.batch_size, window=window, segment=DEFAULT_SEGMENT)
+            print(f"checkpointing (10x clip): {one:.2f} fps as one segment, {seg:.2f} fps with a checkpointed "
+                  f"segment every {DEFAULT_SEGMENT} frames (cost {100 * (1 - seg / one):.1f}%)")
         if not a.skip_rss:
-            long_clip = Path(d) / "long.mp4"
-            loop_clip(a.clip, long_clip, 10)
             r1 = peak_rss_mb(a.clip, a.weights, a.render_size, a.batch_size, a.threads)
             r10 = peak_rss_mb(long_clip, a.weights, a.render_size, a.batch_size, a.threads)
             print(f"peak RSS: {r1:.0f} MB for the clip, {r10:.0f} MB for 10x the clip ({100 * (r10 / r1 - 1):+.1f}%)")
