@@ -5,6 +5,7 @@ Everything is synthetic and tiny (64 x 96 frames), so the file runs in seconds o
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ H, W = 64, 96
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
+def one_thread() -> Iterator[None]:
     """Tiny tensors: thread hand-offs cost more than the work, badly so on a busy machine."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -54,14 +55,17 @@ def copy_items(Ls: list[torch.Tensor], abs_: list[torch.Tensor], start: int = 0)
     return [Item(i, Ls[i].clone(), abs_[i].clone(), payload=i) for i in range(start, len(Ls))]
 
 
-def moving_disc_clip(n: int = 14, step: int = 3, r: int = 8):
-    """Static textured background, bright textured disc moving right by ``step`` px a frame."""
+def moving_disc_clip(n: int = 14, step: int = 3, r: int = 8) -> tuple[list, list, list, torch.Tensor, torch.Tensor]:
+    """Static textured background, bright textured disc moving right by ``step`` px a frame.
+
+    Returns L and ab per frame, each pixel's distance from the disc centre per frame,
+    and the background's and the disc's true ab."""
     bg = texture(H, W, 1, 20.0, 50.0)
     obj = texture(H, W, 2, 75.0, 95.0)
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ab_bg, ab_obj = torch.tensor([-20.0, 20.0]), torch.tensor([50.0, 50.0])
     fl = flicker(n, 3, 5.0)
-    Ls, abs_, masks = [], [], []
+    Ls, abs_, dists = [], [], []
     for t in range(n):
         cx, cy = 14 + step * t, H // 2
         d = ((xx - cx) ** 2 + (yy - cy) ** 2).float().sqrt()
@@ -70,8 +74,8 @@ def moving_disc_clip(n: int = 14, step: int = 3, r: int = 8):
         o = torch.roll(obj, shifts=step * t, dims=2)
         Ls.append(m * o + (1 - m) * bg)
         abs_.append(m * ab_obj.view(2, 1, 1) + (1 - m) * ab_bg.view(2, 1, 1) + fl[t])
-        masks.append(d)
-    return Ls, abs_, masks, ab_bg, ab_obj
+        dists.append(d)
+    return Ls, abs_, dists, ab_bg, ab_obj
 
 
 # -- window 0 -------------------------------------------------------------------------------
@@ -148,7 +152,8 @@ def test_translated_pattern_keeps_its_colour():
 
 # -- cuts -----------------------------------------------------------------------------------
 
-def two_shots(n1: int = 8, n2: int = 8):
+def two_shots(n1: int = 8, n2: int = 8) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Two still shots of different textures and colours, with per-frame flicker."""
     a, b = texture(H, W, 11), texture(H, W, 12)
     fl = flicker(n1 + n2, 13)
     Ls = [a.clone() for _ in range(n1)] + [b.clone() for _ in range(n2)]
@@ -231,6 +236,19 @@ def test_frame_size_change_is_a_cut():
     tau = [math.exp(math.log(temporal.TAPER) * (k / 2) ** 2) for k in range(3)]
     expect = (4 * tau[0] + 5 * tau[1] + 6 * tau[2]) / sum(tau)  # frames 4, 5, 6 only: none of 2, 3
     assert torch.allclose(out[4], torch.full_like(out[4], expect), atol=1e-3)
+
+
+def test_thread_setting_is_restored():
+    torch.set_num_threads(2)
+    try:
+        sm = Smoother(1)
+        for t in range(4):
+            sm.push(Item(t, texture(H, W, 71), torch.zeros(2, H, W)))
+            assert torch.get_num_threads() == 2
+        sm.flush()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_buffer_is_bounded():

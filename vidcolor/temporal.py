@@ -4,22 +4,25 @@ Interface: ``push(item)`` returns the items whose output is final, in order;
 ``flush()`` returns the rest at the end of the clip. With window 0 every item
 passes through untouched (pure per-frame output).
 
-How a frame t is smoothed (all at render size, on the items' device):
+How a frame t is smoothed (on the items' device, at half the render size;
+only the resulting correction of frame t's own ab is upsampled):
 
 1. Shots. A hard cut between frames a and a+1 is decided from frames a-1..a+2
    only (see :meth:`Smoother._decide_cut`). Frame t uses only the neighbours
    t-window..t+window of its own shot, so the frames after a cut are computed
    exactly as at the start of a clip.
-2. Motion. Flow between consecutive frames is estimated on standardized L at
-   half the render size (pyramidal Lucas-Kanade, :mod:`vidcolor.flow`) in both
-   directions; flows to farther neighbours are chained from those, together
-   with a forward-backward occlusion mask.
+2. Motion. Flow between consecutive frames is estimated on standardized L
+   (pyramidal Lucas-Kanade, :mod:`vidcolor.flow`) in both directions; flows
+   to farther neighbours are chained from those, together with a
+   forward-backward occlusion mask.
 3. Weights. Each neighbour's L and ab are warped onto frame t. A pixel's
    weight is the product of a temporal taper, the occlusion mask, an in-frame
-   mask, and the agreement of the warped L with frame t's L (after matching
-   their global brightness, for film flicker). Where the content moved and the
-   flow missed it, L disagrees and the neighbour gets no say, so a moving
-   object leaves no colour trail.
+   mask, and the agreement of the warped L with frame t's L (both
+   standardized, so film flicker does not count as disagreement). Where the
+   content moved and the flow missed it, L disagrees and the neighbour gets
+   no say, so a moving object leaves no colour trail. An unwarped copy of the
+   neighbour competes per pixel on the same L test, which keeps the still
+   background next to a moving object smoothed where the flow is smeared.
 
 The output for frame t depends only on frames t-window-1..t+window+1 (the
 outer two only through the cut decisions at the window's ends), which is
@@ -27,20 +30,41 @@ what :attr:`Smoother.warmup` tells a resumed run to re-predict.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from . import flow as fl
+from .defaults import DEFAULT_WINDOW  # noqa: F401  (re-exported: 3 frames each side, the CLI's default)
 
-DEFAULT_WINDOW = 3
 CUT_SCALE = fl.CUT_SCALE  # kept here too: vidcolor.guide reads it from this module
 L_SIGMA = 6.0      # L units: how far warped L may differ before a neighbour is ignored
 FLOW_RADIUS = 3    # LK window 7x7 at half render size: a little steadier on real footage than 5x5
 TAPER = 0.5        # temporal weight of the farthest neighbour, relative to the frame itself
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(like: torch.Tensor) -> Iterator[None]:
+    """Run the smoother's many small CPU ops on one thread.
+
+    Each op is too small to gain from a second thread, and on a busy machine
+    (training alongside, two cores) OpenMP's fork/join made the smoother 10
+    to 100 times slower with two threads than with one. The caller's setting,
+    which the engine's big convolutions need, is restored on the way out.
+    """
+    n = torch.get_num_threads()
+    if like.device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 @dataclass
@@ -97,7 +121,7 @@ class Smoother:
             return [item]
         if self._last is not None and item.index != self._last + 1:
             raise ValueError(f"frames must arrive in order: got {item.index} after {self._last}")
-        with torch.inference_mode():
+        with torch.inference_mode(), _one_cpu_thread(item.L):
             j = item.index
             if self._next is None:
                 self._next = j
@@ -118,7 +142,7 @@ class Smoother:
         """End of the clip: return every frame still held, in order."""
         if self.window == 0 or self._last is None:
             return []
-        with torch.inference_mode():
+        with torch.inference_mode(), _one_cpu_thread(self._frames[self._last].half):
             if self._last - 1 in self._frames and self._last - 1 not in self._cut:
                 self._decide_cut(self._last - 1)
             out = []
@@ -133,8 +157,12 @@ class Smoother:
         L = item.L.unsqueeze(0).float()
         ab = item.ab.unsqueeze(0).float()
         h, w = L.shape[-2:]
-        half = F.interpolate(torch.cat([L, ab], dim=1), size=(max(h // 2, 8), max(w // 2, 8)), mode="bilinear",
-                             antialias=True, align_corners=False)
+        x = torch.cat([L, ab], dim=1)
+        if h % 2 == 0 and w % 2 == 0 and min(h, w) >= 16:
+            half = F.avg_pool2d(x, 2)  # the usual case (render sizes are multiples of 8), and cheaper
+        else:
+            half = F.interpolate(x, size=(max(h // 2, 8), max(w // 2, 8)), mode="bilinear", antialias=True,
+                                 align_corners=False)
         # standardizing removes film flicker (global gain and offset) before flow and L matching
         std = half[:, :1].std().clamp_min(2.0)
         Ls = (half[:, :1] - half[:, :1].mean()) / std
@@ -203,8 +231,8 @@ class Smoother:
                     s = fl.warp(step, chain[:, :2])
                     chain = torch.cat([chain[:, :2] + s[:, :2], chain[:, 2:] * s[:, 2:]], dim=1)
                 wgt, ab_n = self._neighbour(fr, self._frames[k], chain, abs(k - t))
-                acc = acc + wgt * ab_n
-                wsum = wsum + wgt
+                acc.addcmul_(wgt, ab_n)
+                wsum.add_(wgt)
         delta = acc / wsum - own
         delta = F.interpolate(delta, size=fr.ab.shape[-2:], mode="bilinear", align_corners=False)
         return (fr.ab + delta).squeeze(0).to(fr.item.ab.dtype)
@@ -218,9 +246,10 @@ class Smoother:
         smeared by the object's motion and fails its occlusion check.
         """
         warped = fl.warp(nb.half, chain[:, :2], padding="zeros")
-        inside = warped[:, 3:4].clamp_min(1e-3)  # sampled ones: 1 inside the frame, falling to 0 outside
+        inside = warped[:, 3:4]  # sampled ones: 1 inside the frame, falling to 0 outside
+        warped = warped[:, :3] / inside.clamp_min(1e-3)  # undo the fade to zero at the border
         Lt = fr.half[:, :1]
-        diff = fl.box(torch.cat([(warped[:, :1] / inside - Lt).pow(2), (nb.half[:, :1] - Lt).pow(2)], dim=1), 1)
+        diff = fl.box(torch.cat([warped[:, :1] - Lt, nb.half[:, :1] - Lt], dim=1).pow(2), 1)
         agree = torch.exp(diff * (fr.std.pow(2) * (-0.5 / L_SIGMA ** 2)))  # diff back in L units squared
         taper = math.exp(math.log(TAPER) * (dist / self.window) ** 2)
         # up to half a pixel outside the frame still counts (flow near the border is rarely exactly 0),
@@ -230,4 +259,4 @@ class Smoother:
         w_still = taper * agree[:, 1:2]
         use_still = w_still > w_flow
         wgt = torch.where(use_still, w_still, w_flow)
-        return wgt, torch.where(use_still, nb.half[:, 1:3], warped[:, 1:3] / inside)
+        return wgt, torch.where(use_still, nb.half[:, 1:3], warped[:, 1:3])
