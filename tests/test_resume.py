@@ -81,9 +81,12 @@ def test_kill9_resume_is_identical(tmp_path, long_clip, random_weights, referenc
         code = run_and_kill(cmd, prog, target)
         seen.append((target, code, prog()))
         assert not out.exists() or code == 0
+        if code == 0:  # on a fast machine a run can finish before its kill point
+            break
     assert any(code == -signal.SIGKILL for _, code, _ in seen), seen
-    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    if seen[-1][1] != 0:
+        r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
     got = read_video(out)
     assert len(got["frames"]) == len(reference["frames"]) == 72
     assert all(np.array_equal(a, b) for a, b in zip(got["frames"], reference["frames"]))
@@ -153,7 +156,7 @@ def make_frames(folder: Path, n: int) -> None:
 
 def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
     src = tmp_path / "in"
-    make_frames(src, 40)
+    make_frames(src, 80)
     ref = tmp_path / "ref"
     r = subprocess.run(cli("frames", str(src), str(ref), "--weights", str(random_weights), *OPTS), env=env(),
                        capture_output=True, text=True)
@@ -165,10 +168,15 @@ def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
         return len([p for p in out.glob("f*.png")]) if out.exists() else 0
 
     random.seed(3)
-    for target in sorted(random.sample(range(2, 36), 3)):
-        run_and_kill(cmd, prog, target)
-    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    codes = []
+    for target in sorted(random.sample(range(2, 70), 3)):
+        codes.append(run_and_kill(cmd, prog, target))
+        if codes[-1] == 0:  # on a fast machine a run can finish before its kill point
+            break
+    assert -signal.SIGKILL in codes, codes
+    if codes[-1] != 0:
+        r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in ref.iterdir())
     assert names == sorted(p.name for p in out.iterdir())  # no temp files or manifest left
     for n in names:
