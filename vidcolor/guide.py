@@ -134,8 +134,6 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
     ``Ls`` yields (index, L at render size (1, h, w)) in order, from frame 0.
     Only frames within ``reach`` of a keyframe are kept in memory.
     """
-    from .temporal import CUT_SCALE
-
     if not keyframes:
         return {}
     keys = {k.index: k for k in keyframes}
@@ -157,10 +155,8 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
         for old in [k for k in feats if k < idx - 3]:
             feats.pop(old)
         n = idx + 1
-    for a in sorted(dist):  # the smoother's rule: a jump clearly above both neighbouring jumps
-        ctx = [dist[k] for k in (a - 1, a + 1) if k in dist]
-        ref = torch.stack(ctx).max() if ctx else torch.zeros_like(dist[a])
-        if float(((dist[a] - ref) / CUT_SCALE).clamp(0, 1)) > cut_threshold:
+    for a in sorted(dist):  # the smoother's own rule, so guides and smoothing agree on cuts
+        if float(fl.cut_confidence(dist[a], [dist[k] for k in (a - 1, a + 1) if k in dist])) > cut_threshold:
             cut_after.add(a)
     late = [k for k in keys if k >= n]
     if late:

@@ -49,6 +49,8 @@ class Settings:
             raise VidcolorError(f"--batch-size must be a whole number from 1 to 1024, got {self.batch_size!r}")
         if not 0.01 <= self.temperature <= 5.0:
             raise VidcolorError(f"saturation temperature must be between 0.01 and 5, got {self.temperature}")
+        if not 0.0 <= self.cut_threshold <= 1.0:
+            raise VidcolorError(f"--cut-threshold must be between 0 and 1, got {self.cut_threshold}")
         if self.temporal_window < 0 or self.temporal_window > 64:
             raise VidcolorError(f"--temporal-window must be from 0 to 64, got {self.temporal_window}")
 
