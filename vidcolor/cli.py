@@ -59,10 +59,7 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
 def _run(fn, quiet: bool) -> None:  # noqa: ANN001
     old = signal.signal(signal.SIGTERM, _on_term)
     try:
-        res = fn()
-    except VidcolorError as e:
-        click.echo(f"vidcolor: error: {e}", err=True)
-        sys.exit(e.exit_code)
+        res = fn()  # a VidcolorError (Interrupted too) becomes one line in _Group.main
     except KeyboardInterrupt:
         click.echo("vidcolor: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
@@ -92,6 +89,9 @@ class _Group(click.Group):
                 sys.exit(e.exit_code)
             where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
             click.echo(f"vidcolor: error: {' '.join(e.format_message().split())}{where}", err=True)
+            sys.exit(e.exit_code)
+        except VidcolorError as e:  # every subcommand's user-facing errors, in one place
+            click.echo(f"vidcolor: error: {e}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"vidcolor: error: {' '.join(e.format_message().split())}", err=True)
@@ -166,11 +166,7 @@ def export_frame_cmd(video: Path, index: int, out: Path) -> None:
     """Write frame INDEX (0-based) of VIDEO as an image to paint a --reference on."""
     from .guide import export_frame
 
-    try:
-        export_frame(video, index, out)
-    except VidcolorError as e:
-        click.echo(f"vidcolor: error: {e}", err=True)
-        sys.exit(e.exit_code)
+    export_frame(video, index, out)  # a VidcolorError becomes one line in _Group.main
 
 
 

@@ -515,10 +515,7 @@ def eval_cmd(pred: Path, gt: Path, json_path: Path | None, short_side: int | Non
                      progress=not quiet)
         if json_path is not None:
             write_json(r, json_path)
-    except VidcolorError as e:
-        click.echo(f"vidcolor: error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # VidcolorError is reported by the CLI group, like every subcommand's
         click.echo("vidcolor: interrupted", err=True)
         sys.exit(130)
     click.echo(format_report(r))

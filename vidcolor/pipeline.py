@@ -89,13 +89,16 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
                if settings.references or settings.hints else {}), **extra}
 
 
-def _plan(settings: Settings, engine: Engine, size: tuple[int, int], n_frames: int | None,
+def _plan(settings: Settings, engine: Engine, size: Callable[[], tuple[int, int]], n_frames: int | None,
           frames: Callable[[], Iterable[tuple[int, np.ndarray]]]) -> dict | None:
-    """Guides for every frame a reference or pin reaches, or None without any (a pre-pass over L)."""
+    """Guides for every frame a reference or pin reaches, or None without any (a pre-pass over L).
+
+    ``size`` and ``frames`` are callables so nothing is read unless there are guides."""
     if not settings.references and not settings.hints:
         return None
     from .engine import render_shape
 
+    size = size()
     rs = render_shape(size[0], size[1], engine.render_size)
     keys = build_keyframes(list(settings.references), settings.hints, size, rs, n_frames)
     Ls = ((i, engine.render_l([img])[0].cpu()) for i, img in frames())
@@ -227,7 +230,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     if job.resumed:
         log(f"resuming at frame {start:,} of {info.frames:,}" if info.frames else f"resuming at frame {start:,}")
     if not job.complete:
-        guides = _plan(settings, engine, (info.height, info.width), None,
+        guides = _plan(settings, engine, lambda: (info.height, info.width), None,
                        lambda: ((f.index, f.image) for f in videoio.iter_frames(src, info.bit_depth > 8,
                                                                                  deinterlace=deinterlace)))
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
@@ -366,8 +369,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
             alphas[i] = fr.alpha
             yield i, fr.rgb, None
 
-    first = frameio.read_frame(files[0]).rgb
-    guides = _plan(settings, engine, first.shape[:2], len(files),
+    guides = _plan(settings, engine, lambda: frameio.read_frame(files[0]).rgb.shape[:2], len(files),
                    lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)))
     reader = videoio.Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
