@@ -27,15 +27,19 @@ def main() -> None:
     p.add_argument("--export", type=Path, default=None, help="write slim inference weights here at the end")
     p.add_argument("--resume-from", type=Path, default=None,
                    help="a training checkpoint (e.g. weights/vidcolor-train.pt) to continue when OUT has none")
+    p.add_argument("--regress", type=float, default=None,
+                   help="weight of the Huber term on the mean ab (default 0; on resume, changes the saved value)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
-                      max_steps=a.max_steps, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads)
+                      max_steps=a.max_steps, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads,
+                      regress=a.regress or 0.0)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(a.resume_from, ckpt_path)  # train() then resumes from it as from its own
-    ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet)
+    overrides = {"regress": a.regress} if a.regress is not None else None
+    ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, overrides=overrides)
     if a.export:
         export_weights(ckpt, a.export)
         print(f"wrote {a.export}")

@@ -41,6 +41,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     ema: float = 0.999
     rebalance: float = 0.5  # lambda of Zhang et al.: 0 = full rebalancing, 1 = none
+    # Weight of a Huber term on the softmax mean (T=1) against the true ab. Rebalancing shifts the
+    # classifier's mean toward rare, saturated colours, which costs PSNR; this term pulls the mean
+    # back while the cross-entropy keeps the modes that the annealed (T<1) readout picks.
+    regress: float = 0.0
     hints: bool = True
     seed: int = 1234
     eval_every: int = 1000
@@ -84,7 +88,9 @@ def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float =
     return tgt.view(n, h, w, -1).permute(0, 3, 1, 2), ik[:, 0].view(n, h, w)
 
 
-def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: torch.Tensor | None) -> torch.Tensor:
+def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: torch.Tensor | None,
+                 regress: float = 0.0) -> torch.Tensor:
+    """Rebalanced soft-encoded cross-entropy (classifiers), plus ``regress`` x Huber on the mean ab."""
     if model.kind == "regress":
         scale = getattr(model.net, "ab_scale", AB_SCALE)
         tgt = F.interpolate(lab[:, 1:], size=out.shape[-2:], mode="area") / scale
@@ -94,7 +100,12 @@ def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: 
     logp = torch.log_softmax(out.float(), dim=1)
     ce = -(tgt * logp).sum(dim=1)
     weight = rebal[nearest] if rebal is not None else 1.0
-    return (ce * weight).mean()
+    loss = (ce * weight).mean()
+    if regress > 0:
+        mean_ab = torch.einsum("nkhw,kc->nchw", logp.exp(), model.bins.to(logp))
+        # in units of one bin (10 ab): Huber is then quadratic below one bin and linear beyond
+        loss = loss + regress * F.smooth_l1_loss(mean_ab / 10.0, tgt_ab / 10.0)
+    return loss
 
 
 @torch.no_grad()
@@ -144,8 +155,13 @@ def save_atomic(obj: dict, path: Path | str) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = None, progress: bool = True) -> Path:
-    """Train (or resume) until ``minutes`` of wall time or ``steps`` more steps have passed."""
+def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = None, progress: bool = True,
+          overrides: dict[str, Any] | None = None) -> Path:
+    """Train (or resume) until ``minutes`` of wall time or ``steps`` more steps have passed.
+
+    A resumed run keeps its saved config; ``overrides`` names the fields the user changed on
+    purpose (for example a loss weight), which are then recorded in the checkpoint's history.
+    """
     from tqdm import tqdm
 
     torch.set_num_threads(cfg.threads)
@@ -156,10 +172,13 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     items = D.read_manifest(data_dir)
     train_items, dev_items = D.split(items)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    changed: dict[str, Any] = {}
     if state is not None:
         saved = state["train_config"]
-        cfg = TrainConfig(**{**saved, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads})
-        print(f"resuming {ckpt_path} at step {state['step']}")
+        known = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
+        changed = {k: v for k, v in (overrides or {}).items() if known.get(k, getattr(TrainConfig, k, None)) != v}
+        cfg = TrainConfig(**{**known, **changed, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads})
+        print(f"resuming {ckpt_path} at step {state['step']}" + (f" with {changed}" if changed else ""))
     torch.manual_seed(cfg.seed)
     model = build_model(state["config"] if state else default_config(cfg.arch))
     ema = build_model(model.config)
@@ -180,6 +199,8 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     step = state["step"] if state else 0
     wall = state["wall_seconds"] if state else 0.0
     history = state["history"] if state else []
+    if state and changed:
+        history.append({"step": step, "wall_seconds": round(wall), "changed": changed})
     ema.eval()
 
     def checkpoint() -> None:
@@ -208,7 +229,7 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         lr = get_lr(step, cfg)
         for g in optim.param_groups:
             g["lr"] = lr
-        loss = compute_loss(model, model(x), lab, rebal)
+        loss = compute_loss(model, model(x), lab, rebal, cfg.regress)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
