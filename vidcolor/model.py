@@ -257,8 +257,11 @@ class Colorizer(nn.Module):
         """
         if self.kind == "regress":
             return out.float() * getattr(self.net, "ab_scale", AB_SCALE)
-        p = torch.softmax(out.float() / max(temperature, 1e-3), dim=1)
-        return torch.einsum("nkhw,kc->nchw", p, self.bins.to(p))
+        # Bins last: contiguous for channels_last output (the CPU layout), so softmax and the
+        # weighted mean run as one row-wise softmax and one matmul (about 2x faster than einsum).
+        logits = out.float().permute(0, 2, 3, 1) * (1.0 / max(temperature, 1e-3))
+        p = torch.softmax(logits, dim=-1)
+        return (p @ self.bins.to(p)).permute(0, 3, 1, 2)
 
 
 def build_model(config: dict[str, Any]) -> Colorizer:
