@@ -601,6 +601,28 @@ def test_out_of_memory_for_one_frame_fails_cleanly(tmp_path, random_weights, mon
     assert not out.exists()
 
 
+def test_encoder_thread_error_reaches_the_caller(tmp_path, random_weights, monkeypatch, base):
+    """x264 and the muxer run in the writer's own thread; a disk error there must still stop the
+    run with the resume message, not be lost or hang."""
+    out = tmp_path / "out.mp4"
+    real = videoio.SegmentWriter._encode
+    calls = []
+
+    def encode(self, image, pts):
+        calls.append(pts)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(self, image, pts)
+
+    monkeypatch.setattr(videoio.SegmentWriter, "_encode", encode)
+    with pytest.raises(VidcolorError, match="No space left on device.*resume"):
+        colour_video(base, out, random_weights, segment_frames=4)
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+    monkeypatch.setattr(videoio.SegmentWriter, "_encode", real)
+    colour_video(base, out, random_weights, segment_frames=4)  # the same command resumes and finishes
+    assert out.exists()
+
+
 def test_full_disk_stops_cleanly_and_resumes(tmp_path, random_weights, monkeypatch, base):
     h = digest(base)
     out = tmp_path / "out.mp4"

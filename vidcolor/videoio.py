@@ -585,9 +585,17 @@ _AVX512: bool | None = None
 
 
 class SegmentWriter:
-    """Encode coloured frames into one independently decodable mp4 file."""
+    """Encode coloured frames into one independently decodable mp4 file.
 
-    def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions):
+    Conversion to the codec's pixel format, x264 and muxing run in a thread of
+    their own behind a small bounded queue: PyAV releases the GIL while it
+    encodes, so this overlaps with the next batch's inference instead of
+    stalling it. Frames are encoded in the order written, so the bytes are the
+    same as a synchronous writer's. An error in the thread is raised by the
+    next :meth:`write` or by :meth:`close`.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8):
         self.path = path
         self.out = av.open(str(path), "w", format="mp4")
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
@@ -611,22 +619,58 @@ class SegmentWriter:
         s.codec_context.options = o
         self.stream = s
         self.frames = 0
+        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vidcolor-encoder", daemon=True)
+        self._thread.start()
 
-    def write(self, image: np.ndarray, pts: int | None) -> None:
+    def _encode(self, image: np.ndarray | None, pts: int | None) -> None:
+        if image is None:  # flush
+            for p in self.stream.encode(None):
+                self.out.mux(p)
+            return
         fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
         frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
         frame.pts = pts
         frame.time_base = self.stream.time_base
         for p in self.stream.encode(frame):
             self.out.mux(p)
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is _END:
+                return
+            if self._error is None:  # after an error, drain without encoding so writers never block
+                try:
+                    self._encode(*job)
+                except BaseException as e:  # handed to the caller's thread by write()/close()
+                    self._error = e
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
+
+    def write(self, image: np.ndarray, pts: int | None) -> None:
+        self._raise()
+        self._q.put((image, pts))
         self.frames += 1
 
     def close(self) -> None:
-        for p in self.stream.encode(None):
-            self.out.mux(p)
+        """Flush the encoder and finish the file; raises what went wrong in the encoder thread."""
+        self._q.put((None, None))
+        self._q.put(_END)
+        self._thread.join()
+        self._raise()
         self.out.close()
 
     def abort(self) -> None:
+        """Stop without flushing (the caller leaves the file as a temp name)."""
+        self._error = self._error or InterruptedError("aborted")  # the thread skips what is queued
+        if self._thread.is_alive():
+            self._q.put(_END)
+            self._thread.join()
         try:
             self.out.close()
         except av.error.FFmpegError:
