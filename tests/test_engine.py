@@ -80,3 +80,16 @@ def test_cuda_matches_cpu(random_weights):
     oc = cpu.compose_batch(frames, a)
     og = gpu.compose_batch(frames, b)
     assert all(np.abs(x.astype(int) - y.astype(int)).mean() < 2 for x, y in zip(oc, og))
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_compose_from_predicted_l_equals_compose_from_frames(engine, depth):
+    """The pipeline composes from the L that predict() kept; it must equal converting the frames again."""
+    frames = [frame_pattern(i, 70, 40, grey=False) for i in range(3)]
+    if depth == 16:
+        frames = [f.astype(np.uint16) * 257 + 100 for f in frames]
+    pred = engine.predict(frames)
+    a = engine.compose_l(pred.L_full, pred.ab, frames[0].dtype)
+    b = engine.compose_batch(frames, pred.ab)
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype == frames[0].dtype and np.array_equal(x, y)

@@ -49,6 +49,7 @@ class Prediction:
 
     L: torch.Tensor   # (N, 1, h, w) L at render size, 0..100
     ab: torch.Tensor  # (N, 2, h, w) predicted ab at render size
+    L_full: torch.Tensor | None = None  # (N, 1, H, W) the input's own L, kept for composition
 
 
 class Engine:
@@ -107,7 +108,7 @@ class Engine:
             out = self.model(x)
         ab = self.model.decode_ab(out, self.temperature)
         ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-        return Prediction(L=L, ab=ab.float().contiguous())
+        return Prediction(L=L, ab=ab.float().contiguous(), L_full=L_full)
 
     @torch.inference_mode()
     def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
@@ -115,16 +116,21 @@ class Engine:
 
         Returns arrays of the input dtype (uint8 or uint16), shape (H, W, 3).
         """
-        rgb = self._upload(frames)
-        L = rgb_to_l(rgb)
+        return self.compose_l(rgb_to_l(self._upload(frames)), ab, frames[0].dtype)
+
+    @torch.inference_mode()
+    def compose_l(self, L: torch.Tensor, ab: torch.Tensor, dtype: np.dtype) -> list[np.ndarray]:
+        """:meth:`compose_batch` from the full-resolution L that :meth:`predict` already computed
+        (``Prediction.L_full``), which saves converting every frame to L a second time."""
+        L = L.to(self.device)
         ab_full = F.interpolate(ab.to(self.device), size=L.shape[-2:], mode="bilinear", align_corners=False)
         out = lab_to_rgb(torch.cat([L, ab_full], dim=1))
-        if frames[0].dtype == np.uint8:
+        if dtype == np.uint8:
             q = (out * 255.0 + 0.5).to(torch.uint8)
         else:
             q = (out * 65535.0 + 0.5).to(torch.int32)
         q = q.permute(0, 2, 3, 1).cpu().numpy()  # the one sync per batch
-        if frames[0].dtype == np.uint16:
+        if dtype == np.uint16:
             q = q.astype(np.uint16)
         return list(q)
 
@@ -184,9 +190,15 @@ class OomGuard:
             frames[i:j], None if hint_ab is None else hint_ab[i:j], None if hint_mask is None else hint_mask[i:j]))
         if len(parts) == 1:
             return parts[0]
-        return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]))
+        return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]),
+                          L_full=torch.cat([p.L_full for p in parts]))
 
     def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
         """:meth:`Engine.compose_batch`, in smaller batches if need be."""
         return [x for p in self._chunks(len(frames), lambda i, j: self.engine.compose_batch(frames[i:j], ab[i:j]))
+                for x in p]
+
+    def compose_l(self, L: torch.Tensor, ab: torch.Tensor, dtype: np.dtype) -> list[np.ndarray]:
+        """:meth:`Engine.compose_l`, in smaller batches if need be."""
+        return [x for p in self._chunks(len(L), lambda i, j: self.engine.compose_l(L[i:j], ab[i:j], dtype))
                 for x in p]

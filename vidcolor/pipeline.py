@@ -137,7 +137,8 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
                 from .guide import blend
 
                 ab = blend(ab, guided[i])
-            ready += smoother.push(Item(idx, pred.L[i], ab, (img, payload)))
+            # the item carries the input's full-resolution L (not the frame) to composition
+            ready += smoother.push(Item(idx, pred.L[i], ab, (pred.L_full[i], payload, img.dtype)))
         yield from _compose(engine, ready, start)
 
     for idx, img, payload in frames:
@@ -157,11 +158,12 @@ def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[It
     i = 0
     while i < len(items):
         j = i + 1
-        shape = items[i].payload[0].shape
-        while j < len(items) and items[j].payload[0].shape == shape and items[j].payload[0].dtype == items[i].payload[0].dtype:
+        shape, dtype = items[i].payload[0].shape, items[i].payload[2]
+        while j < len(items) and items[j].payload[0].shape == shape and items[j].payload[2] == dtype:
             j += 1
         group = items[i:j]
-        out = engine.compose_batch([it.payload[0] for it in group], torch.stack([it.ab for it in group]))
+        out = engine.compose_l(torch.stack([it.payload[0] for it in group]), torch.stack([it.ab for it in group]),
+                               dtype)
         yield from zip(group, out)
         i = j
 

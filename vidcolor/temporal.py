@@ -74,7 +74,7 @@ class Item:
     index: int
     L: torch.Tensor   # (1, h, w) at render size
     ab: torch.Tensor  # (2, h, w) at render size; replaced by the smoothed ab
-    payload: Any = None  # the original frame, pts, ...
+    payload: Any = None  # carried along untouched (the pipeline: full-resolution L, pts, dtype)
 
 
 @dataclass
