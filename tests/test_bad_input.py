@@ -601,6 +601,39 @@ def test_out_of_memory_for_one_frame_fails_cleanly(tmp_path, random_weights, mon
     assert not out.exists()
 
 
+def test_resume_after_out_of_memory_keeps_the_smaller_batches(tmp_path, random_weights, monkeypatch, base):
+    """A run that had to split its batches records that, and its resume splits them the same way,
+    so the resumed frames are computed as the interrupted run would have computed them."""
+    real_predict, real_write = Engine.predict, videoio.SegmentWriter.write
+    sizes, written = [], []
+
+    def oom_predict(self, frames, *a, **k):
+        if len(frames) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real_predict(self, frames, *a, **k)
+
+    def write(self, image, pts):
+        if len(written) == 5:
+            raise KeyboardInterrupt
+        written.append(pts)
+        real_write(self, image, pts)
+
+    monkeypatch.setattr(Engine, "predict", oom_predict)
+    monkeypatch.setattr(videoio.SegmentWriter, "write", write)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(VidcolorError, match="resume"):
+        colour_video(base, out, random_weights, segment_frames=4)
+
+    def record(self, frames, *a, **k):  # plenty of memory now
+        sizes.append(len(frames))
+        return real_predict(self, frames, *a, **k)
+
+    monkeypatch.setattr(Engine, "predict", record)
+    monkeypatch.setattr(videoio.SegmentWriter, "write", real_write)
+    colour_video(base, out, random_weights, segment_frames=4)
+    assert out.exists() and sizes and max(sizes) == 2
+
+
 def test_encoder_thread_error_reaches_the_caller(tmp_path, random_weights, monkeypatch, base):
     """x264 and the muxer run in the writer's own thread; a disk error there must still stop the
     run with the resume message, not be lost or hang."""

@@ -305,6 +305,10 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
                      encode: videoio.EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
                      res: Result, guides: dict | None = None, deinterlace: bool = False) -> None:
     warm = _warm_start(start, smoother.warmup, settings.batch_size)
+    if job.state.get("oom_batch_limit"):
+        # an earlier run ran out of memory and split its batches; split them the same way here so
+        # the resumed frames are computed exactly as that run would have gone on computing them
+        engine.limit = int(job.state["oom_batch_limit"])
     report = videoio.DecodeReport()
     frames = videoio.Prefetcher(videoio.iter_frames(src, high_depth=info.bit_depth > 8, report=report,
                                                     deinterlace=deinterlace), maxsize=2 * settings.batch_size)
@@ -324,6 +328,8 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             bar.update(1)
             if (item.index + 1) % seg_len == 0:
                 writer.close()
+                if getattr(engine, "limit", None):
+                    job.state["oom_batch_limit"] = engine.limit
                 job.commit_segment(k, seg_start, writer.frames)
                 writer = None
         if writer is not None:
