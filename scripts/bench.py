@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 from pathlib import Path
 
 import av
@@ -85,6 +85,10 @@ def peak_rss_mb(clip: Path, weights: Path, render: int, batch: int, threads: int
         return int(r.stdout.strip().splitlines()[-1]) / 1024
 
 
+def _fmt(xs: list[float]) -> str:
+    return " ".join(f"{x:.2f}" for x in xs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clip", type=Path, default=REPO.parent / "shared/data/clips/intel_car_aerial_8s_silentaudio.mp4")
@@ -93,6 +97,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--window", type=int, default=None, help="temporal window for the smoothing figure")
+    p.add_argument("--repeat", type=int, default=3, help="runs per end-to-end figure (the median is printed)")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--skip-checkpoint", action="store_true")
     a = p.parse_args()
@@ -114,24 +119,36 @@ def main() -> None:
         ident = Path(d) / "identity.pt"
         im = build_model(default_config("identity"))
         torch.save({"config": im.config, "model": im.state_dict()}, ident)
-        mf = model_fps(a.clip, a.weights, a.render_size, a.batch_size)
+        mf = median([model_fps(a.clip, a.weights, a.render_size, a.batch_size) for _ in range(a.repeat)])
         print(f"(a) model-only: {mf:.2f} fps")
-        ef = e2e(a.clip, a.weights, a.render_size, a.batch_size, window=window)
-        print(f"(b) end-to-end: {ef:.2f} fps (temporal window {window})")
-        idf = e2e(a.clip, ident, a.render_size, a.batch_size, window=window)
-        print(f"(c) end-to-end, identity model: {idf:.2f} fps")
+        # end-to-end figures that are compared with each other are measured interleaved (ABAB...),
+        # so a slow spell of the machine hits both sides alike; each is the median of --repeat runs
+        runs: dict[str, list[float]] = {"b": [], "c": [], "w0": []}
+        for _ in range(a.repeat):
+            runs["b"].append(e2e(a.clip, a.weights, a.render_size, a.batch_size, window=window))
+            runs["c"].append(e2e(a.clip, ident, a.render_size, a.batch_size, window=window))
+            if window:
+                runs["w0"].append(e2e(a.clip, a.weights, a.render_size, a.batch_size, window=0))
+        ef, idf = median(runs["b"]), median(runs["c"])
+        print(f"(b) end-to-end: {ef:.2f} fps (temporal window {window}; runs {_fmt(runs['b'])})")
+        print(f"(c) end-to-end, identity model: {idf:.2f} fps (runs {_fmt(runs['c'])})")
         if window:
-            pf = e2e(a.clip, a.weights, a.render_size, a.batch_size, window=0)
+            pf = median(runs["w0"])
             share = 1 - ef / pf  # (t_smooth - t_plain) / t_smooth, per frame
-            print(f"temporal window 0: {pf:.2f} fps end-to-end; smoothing's share of end-to-end time "
-                  f"at window {window}: {100 * share:.1f}%")
+            print(f"temporal window 0: {pf:.2f} fps end-to-end (runs {_fmt(runs['w0'])}); smoothing's share of "
+                  f"end-to-end time at window {window}: {100 * share:.1f}%")
         long_clip = Path(d) / "long.mp4"
         loop_clip(a.clip, long_clip, 10)
         if not a.skip_checkpoint:
-            one = e2e(long_clip, a.weights, a.render_size, a.batch_size, window=window, segment=10**9)
-            seg = e2e(long_clip, a.weights, a.render_size, a.batch_size, window=window, segment=DEFAULT_SEGMENT)
-            print(f"checkpointing (10x clip): {one:.2f} fps as one segment, {seg:.2f} fps with a checkpointed "
-                  f"segment every {DEFAULT_SEGMENT} frames (cost {100 * (1 - seg / one):.1f}%)")
+            ones, segs = [], []
+            for _ in range(a.repeat):
+                ones.append(e2e(long_clip, a.weights, a.render_size, a.batch_size, window=window, segment=10**9))
+                segs.append(e2e(long_clip, a.weights, a.render_size, a.batch_size, window=window,
+                                segment=DEFAULT_SEGMENT))
+            one, seg = median(ones), median(segs)
+            print(f"checkpointing (10x clip): {one:.2f} fps as one segment (runs {_fmt(ones)}), {seg:.2f} fps with "
+                  f"a checkpointed segment every {DEFAULT_SEGMENT} frames (runs {_fmt(segs)}; "
+                  f"cost {100 * (1 - seg / one):.1f}%)")
         if not a.skip_rss:
             r1 = peak_rss_mb(a.clip, a.weights, a.render_size, a.batch_size, a.threads)
             r10 = peak_rss_mb(long_clip, a.weights, a.render_size, a.batch_size, a.threads)

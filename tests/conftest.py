@@ -5,6 +5,8 @@ training); colour quality is tested with the shipped weights where it matters.
 """
 from __future__ import annotations
 
+import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -108,3 +110,17 @@ def clip(tmp_path: Path) -> Path:
     p = tmp_path / "clip.mp4"
     make_clip(p)
     return p
+
+
+def cli(*args: str) -> list[str]:
+    """The vidcolor command run as a real subprocess (exit codes, stderr, signals)."""
+    return [sys.executable, "-m", "vidcolor.cli", *args]
+
+
+def env() -> dict:
+    """Environment for :func:`cli`: this checkout's package, and one thread so every process
+    computes the same numerics."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO)
+    e["OMP_NUM_THREADS"] = "1"
+    return e

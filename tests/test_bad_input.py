@@ -13,7 +13,6 @@ import errno
 import hashlib
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -28,20 +27,10 @@ from vidcolor import Result, Settings, VidcolorError, colorize_frames, colorize_
 from vidcolor.engine import Engine
 from vidcolor.errors import InputError
 
-from .conftest import REPO, frame_pattern, make_clip, read_video
+from .conftest import cli, env, frame_pattern, make_clip, read_video
 
 OPTS = ["--render-size", "32", "--batch-size", "4", "-q"]
 
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vidcolor.cli", *args]
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO)
-    e["OMP_NUM_THREADS"] = "1"
-    return e
 
 
 def digest(path: Path) -> str | None:

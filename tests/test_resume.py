@@ -6,27 +6,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import REPO, frame_pattern, make_clip, read_video
+from .conftest import cli, env, frame_pattern, make_clip, read_video
 
 OPTS = ["--batch-size", "4", "--render-size", "64", "-q"]
 
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vidcolor.cli", *args]
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO)
-    e["OMP_NUM_THREADS"] = "1"  # same numerics in every process
-    return e
 
 
 def run_and_kill(cmd: list[str], progress_file, target: int, sig: int = signal.SIGKILL,

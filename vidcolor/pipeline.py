@@ -24,7 +24,7 @@ from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import build_keyframes, guide_spec, plan_guides
 from .job import Job, VideoJob, file_identity, folder_identity
 from .temporal import Item, Smoother
-from .weights import load_checkpoint, load_model, sha256_file, default_weights_path
+from .weights import default_weights_path, load_model, sha256_file
 
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_SEGMENT,  # noqa: F401
                        DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
