@@ -18,7 +18,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=144)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--max-steps", type=int, default=60_000, help="cosine schedule horizon")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cosine schedule horizon (default 60000; on resume, moves the saved horizon, e.g. to "
+                        "anneal the learning rate before shipping, or later to extend it again)")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--no-hints", action="store_true", help="train an automatic-only model")
     p.add_argument("--threads", type=int, default=2)
@@ -32,13 +34,13 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
-                      max_steps=a.max_steps, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads,
+                      max_steps=a.max_steps or 60_000, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads,
                       regress=a.regress or 0.0)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(a.resume_from, ckpt_path)  # train() then resumes from it as from its own
-    overrides = {"regress": a.regress} if a.regress is not None else None
+    overrides = {k: v for k, v in (("regress", a.regress), ("max_steps", a.max_steps)) if v is not None}
     ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, overrides=overrides)
     if a.export:
         export_weights(ckpt, a.export)
