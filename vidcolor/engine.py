@@ -4,7 +4,7 @@ full-resolution composition of the input's own L with that ab.
 CPU and CUDA share every line but three choices made in :class:`Engine`'s
 constructor: fp16 autocast, pinned host buffers with non-blocking copies, and
 channels_last. The only host/device sync per batch is the copy back in
-:meth:`Engine.compose_batch`.
+:meth:`Engine.compose_l`.
 """
 from __future__ import annotations
 
@@ -192,11 +192,6 @@ class OomGuard:
             return parts[0]
         return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]),
                           L_full=torch.cat([p.L_full for p in parts]))
-
-    def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
-        """:meth:`Engine.compose_batch`, in smaller batches if need be."""
-        return [x for p in self._chunks(len(frames), lambda i, j: self.engine.compose_batch(frames[i:j], ab[i:j]))
-                for x in p]
 
     def compose_l(self, L: torch.Tensor, ab: torch.Tensor, dtype: np.dtype) -> list[np.ndarray]:
         """:meth:`Engine.compose_l`, in smaller batches if need be."""

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
 from . import frameio, videoio
-from .engine import Engine, OomGuard
+from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
-from .guide import build_keyframes, guide_spec, plan_guides
+from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
 from .job import Job, VideoJob, file_identity, folder_identity
 from .temporal import Item, Smoother
 from .weights import default_weights_path, load_model, sha256_file
@@ -96,8 +97,6 @@ def _plan(settings: Settings, engine: Engine, size: Callable[[], tuple[int, int]
     ``size`` and ``frames`` are callables so nothing is read unless there are guides."""
     if not settings.references and not settings.hints:
         return None
-    from .engine import render_shape
-
     size = size()
     rs = render_shape(size[0], size[1], engine.render_size)
     keys = build_keyframes(list(settings.references), settings.hints, size, rs, n_frames)
@@ -121,8 +120,6 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
     result is computed by the same ops in the same order, so the output is the
     same as a serial run's.
     """
-    import torch
-
     threads = torch.get_num_threads()
 
     def predicted() -> Iterator[Item]:
@@ -150,11 +147,6 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
     hint = mask = None
     guided = [guides.get(b[0]) for b in batch] if guides else []
     if any(g is not None for g in guided):
-        import torch
-
-        from .engine import render_shape
-        from .guide import hints_for
-
         rs = render_shape(batch[0][1].shape[0], batch[0][1].shape[1], engine.render_size)
         pairs = [hints_for(g, b[0], rs) if g is not None else (torch.zeros(2, *rs), torch.zeros(1, *rs))
                  for g, b in zip(guided, batch)]
@@ -164,8 +156,6 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
     for i, (idx, img, payload) in enumerate(batch):
         ab = pred.ab[i]
         if guided and guided[i] is not None:
-            from .guide import blend
-
             ab = blend(ab, guided[i])
         # the item carries the input's full-resolution L (not the frame) to composition
         items.append(Item(idx, pred.L[i], ab, (pred.L_full[i], payload, img.dtype)))
@@ -173,8 +163,6 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
 
 
 def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[Item, np.ndarray]]:
-    import torch
-
     items = [it for it in items if it.index >= start]
     if not items:
         return
