@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from vidcolor.engine import Engine  # noqa: E402
 from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
 from vidcolor.pipeline import DEFAULT_SEGMENT, DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
+from vidcolor.videoio import write_rgb_video  # noqa: E402
 from vidcolor.weights import default_weights_path, load_model  # noqa: E402
 
 
@@ -61,16 +62,7 @@ def loop_clip(src: Path, dest: Path, times: int) -> None:
         v = c.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
         rate = v.average_rate
-    with av.open(str(dest), "w") as o:
-        s = o.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        s.codec_context.options = {"preset": "ultrafast"}
-        for k in range(times):
-            for f in frames:
-                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    o.mux(p)
-        for p in s.encode():
-            o.mux(p)
+    write_rgb_video(dest, (f for _ in range(times) for f in frames), rate, options={"preset": "ultrafast"})
 
 
 def peak_rss_mb(clip: Path, weights: Path, render: int, batch: int, threads: int) -> float:

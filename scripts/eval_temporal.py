@@ -40,7 +40,7 @@ from vidcolor.color import rgb_to_lab  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402
 from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
 from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
-from vidcolor.videoio import EncodeOptions  # noqa: E402
+from vidcolor.videoio import EncodeOptions, write_rgb_video  # noqa: E402
 
 EVAL_SHORT = 256
 LOSSLESS = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")
@@ -84,15 +84,7 @@ def decode(path: Path, limit: int | None = None) -> list[np.ndarray]:
 
 
 def write_lossless(path: Path, frames: list[np.ndarray]) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
-        s.codec_context.options = {"crf": "0", "preset": "ultrafast"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    write_rgb_video(path, frames, 24, pix_fmt="yuv444p", options={"crf": "0", "preset": "ultrafast"})
 
 
 def to_eval(frames: list[np.ndarray]) -> torch.Tensor:

@@ -30,6 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vidcolor.data import is_dev  # noqa: E402
+from vidcolor.videoio import write_rgb_video  # noqa: E402
 
 W, H = 448, 256  # 16:9-ish, a multiple of 8, short side = the default render size
 FPS = 24
@@ -124,15 +125,7 @@ def splice(clips: Path, per: int = 24) -> list[np.ndarray]:
 
 
 def write_mp4(path: Path, frames: list[np.ndarray]) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(FPS))
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.codec_context.options = {"crf": "14", "preset": "medium"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    write_rgb_video(path, frames, Fraction(FPS), options={"crf": "14", "preset": "medium"})
 
 
 def main() -> None:

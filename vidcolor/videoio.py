@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -675,6 +675,31 @@ class SegmentWriter:
             self.out.close()
         except av.error.FFmpegError:
             pass
+
+
+def write_rgb_video(path: Path | str, frames: Iterable[np.ndarray], rate: int | Fraction,
+                    pix_fmt: str = "yuv420p", options: dict[str, str] | None = None) -> None:
+    """Encode RGB uint8 frames (H, W, 3), all one size, with libx264 into a new file.
+
+    For making test and evaluation clips (the same frames give the same bytes on every run);
+    coloured output goes through :class:`SegmentWriter`.
+    """
+    with av.open(str(path), "w") as c:
+        s = None
+        for f in frames:
+            if s is None:
+                s = c.add_stream("libx264", rate=rate)
+                s.width, s.height, s.pix_fmt = f.shape[1], f.shape[0], pix_fmt
+                o = dict(options or {})
+                if _has_avx512():  # the same run-to-run determinism fix as SegmentWriter's
+                    o.setdefault("x264-params", f"asm={X264_AVX2_CPU_MASK}")
+                s.codec_context.options = o
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        if s is None:
+            raise ValueError(f"no frames to write to {path}")
+        for p in s.encode(None):
+            c.mux(p)
 
 
 def _zero_padding(frame: av.VideoFrame) -> av.VideoFrame:
