@@ -560,6 +560,26 @@ def test_decode_report_slots_repeat_last_good_frame():
 
 # ---------------------------------------------------------------- resources running out (in-process)
 
+def fail_from_call(monkeypatch, owner, name: str, n: int, error: Callable[[], BaseException]):
+    """Patch ``owner.name`` so that its n-th call (1-based) and every later one raise ``error()``.
+    Returns the original, for putting back."""
+    real = getattr(owner, name)
+    calls = []
+
+    def patched(*a, **k):
+        calls.append(1)
+        if len(calls) >= n:
+            raise error()
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, patched)
+    return real
+
+
+def _enospc() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def test_out_of_memory_retries_with_smaller_batches(tmp_path, random_weights, monkeypatch, base):
     ref = tmp_path / "ref.mp4"
     colour_video(base, ref, random_weights, batch_size=1)
@@ -593,22 +613,16 @@ def test_out_of_memory_for_one_frame_fails_cleanly(tmp_path, random_weights, mon
 def test_resume_after_out_of_memory_keeps_the_smaller_batches(tmp_path, random_weights, monkeypatch, base):
     """A run that had to split its batches records that, and its resume splits them the same way,
     so the resumed frames are computed as the interrupted run would have computed them."""
-    real_predict, real_write = Engine.predict, videoio.SegmentWriter.write
-    sizes, written = [], []
+    real_predict = Engine.predict
+    sizes = []
 
     def oom_predict(self, frames, *a, **k):
         if len(frames) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real_predict(self, frames, *a, **k)
 
-    def write(self, image, pts):
-        if len(written) == 5:
-            raise KeyboardInterrupt
-        written.append(pts)
-        real_write(self, image, pts)
-
     monkeypatch.setattr(Engine, "predict", oom_predict)
-    monkeypatch.setattr(videoio.SegmentWriter, "write", write)
+    real_write = fail_from_call(monkeypatch, videoio.SegmentWriter, "write", 6, KeyboardInterrupt)
     out = tmp_path / "out.mp4"
     with pytest.raises(VidcolorError, match="resume"):
         colour_video(base, out, random_weights, segment_frames=4)
@@ -627,16 +641,7 @@ def test_encoder_thread_error_reaches_the_caller(tmp_path, random_weights, monke
     """x264 and the muxer run in the writer's own thread; a disk error there must still stop the
     run with the resume message, not be lost or hang."""
     out = tmp_path / "out.mp4"
-    real = videoio.SegmentWriter._encode
-    calls = []
-
-    def encode(self, image, pts):
-        calls.append(pts)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(self, image, pts)
-
-    monkeypatch.setattr(videoio.SegmentWriter, "_encode", encode)
+    real = fail_from_call(monkeypatch, videoio.SegmentWriter, "_encode", 3, _enospc)
     with pytest.raises(VidcolorError, match="No space left on device.*resume"):
         colour_video(base, out, random_weights, segment_frames=4)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
@@ -648,27 +653,13 @@ def test_encoder_thread_error_reaches_the_caller(tmp_path, random_weights, monke
 def test_full_disk_stops_cleanly_and_resumes(tmp_path, random_weights, monkeypatch, base):
     h = digest(base)
     out = tmp_path / "out.mp4"
-    real = videoio.SegmentWriter.write
-    written = []
-
-    def write(self, image, pts):
-        if len(written) >= 5:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written.append(pts)
-        real(self, image, pts)
-
-    monkeypatch.setattr(videoio.SegmentWriter, "write", write)
+    real = fail_from_call(monkeypatch, videoio.SegmentWriter, "write", 6, _enospc)
     with pytest.raises(VidcolorError, match="No space left on device.*resume"):
         colour_video(base, out, random_weights, segment_frames=4)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
     monkeypatch.setattr(videoio.SegmentWriter, "write", real)
 
-    real_join = videoio.join_segments
-
-    def join(*a, **k):  # the disk fills again during the final mux
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(videoio, "join_segments", join)
+    real_join = fail_from_call(monkeypatch, videoio, "join_segments", 1, _enospc)  # the disk fills again in the mux
     with pytest.raises(VidcolorError, match="No space left on device.*re-run"):
         colour_video(base, out, random_weights, segment_frames=4)
     assert not out.exists()
@@ -686,16 +677,7 @@ def test_full_disk_on_frames_stops_cleanly_and_resumes(tmp_path, random_weights,
 
     src = _frames_dir(tmp_path / "scans", n=5)
     out = tmp_path / "out"
-    real = iio.imwrite
-    calls = []
-
-    def imwrite(path, *a, **k):
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(iio, "imwrite", imwrite)
+    real = fail_from_call(monkeypatch, iio, "imwrite", 3, _enospc)
     with pytest.raises(VidcolorError, match="No space left on device.*resume"):
         colorize_frames(src, out, settings(random_weights), progress=False)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["f0.png", "f1.png"]
