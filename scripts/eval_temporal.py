@@ -37,6 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vidcolor import pipeline  # noqa: E402
 from vidcolor.color import rgb_to_lab  # noqa: E402
+from vidcolor.evaluate import flow_pair, sample_at_flow  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402
 from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
 from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
@@ -98,18 +99,12 @@ def to_eval(frames: list[np.ndarray]) -> torch.Tensor:
 
 def warp_np(x: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
     """x (C, h, w) sampled at pos + flow, flow (2, h, w) as skimage gives it: (row, col)."""
-    _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
-    fy, fx = torch.from_numpy(flow[0]).float(), torch.from_numpy(flow[1]).float()
-    grid = torch.stack([(xs + fx) / (w - 1) * 2 - 1, (ys + fy) / (h - 1) * 2 - 1], dim=-1)[None]
-    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    return sample_at_flow(x, torch.from_numpy(flow).float())[0]
 
 
 def gt_flows(name: str, gt: torch.Tensor, work: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Flow t -> t-1 on the grey ground truth, and the mask of pixels it follows reliably (cached)."""
-    from skimage.registration import optical_flow_tvl1
-
+    """Flow t -> t-1 on the grey ground truth, and the mask of pixels it follows reliably (cached).
+    The same TV-L1 flow and forward-backward check as `vidcolor eval` (:func:`vidcolor.evaluate.flow_pair`)."""
     cache = work / "flows" / f"{name}_{gt.shape[0]}.npz"
     if cache.exists():
         z = np.load(cache)
@@ -117,14 +112,7 @@ def gt_flows(name: str, gt: torch.Tensor, work: Path) -> tuple[np.ndarray, np.nd
     grey = (0.299 * gt[:, 0] + 0.587 * gt[:, 1] + 0.114 * gt[:, 2]).numpy()
     flows, masks = [], []
     for t in range(1, len(grey)):
-        fw = optical_flow_tvl1(grey[t], grey[t - 1])   # grey[t-1](x + fw) ~ grey[t](x)
-        bw = optical_flow_tvl1(grey[t - 1], grey[t])
-        bw_at = warp_np(torch.from_numpy(bw), fw).numpy()
-        err = ((fw + bw_at) ** 2).sum(0)
-        mask = err < 0.01 * ((fw ** 2).sum(0) + (bw_at ** 2).sum(0)) + 0.5
-        h, w = mask.shape
-        yy, xx = np.mgrid[0:h, 0:w]
-        mask &= (xx + fw[1] >= 0) & (xx + fw[1] <= w - 1) & (yy + fw[0] >= 0) & (yy + fw[0] <= h - 1)
+        fw, mask = flow_pair(grey[t - 1], grey[t])  # grey[t-1](x + fw) ~ grey[t](x)
         flows.append(fw.astype(np.float16))
         masks.append(mask)
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def _flow_fn(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return optical_flow_tvl1 if method == "tvl1" else optical_flow_ilk
 
 
-def _sample(img: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_at_flow(img: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Bilinearly sample (C, H, W) ``img`` at x + flow(x); flow is (2, H, W) as (row, col) offsets.
 
     Returns the sampled image and a (H, W) mask of positions that fall inside the frame.
@@ -153,7 +153,7 @@ def flow_pair(L_prev: np.ndarray, L_cur: np.ndarray, method: str = "tvl1") -> tu
     bw = fn(L_cur.astype(np.float32), L_prev.astype(np.float32)).astype(np.float32)
     fw = fn(L_prev.astype(np.float32), L_cur.astype(np.float32)).astype(np.float32)
     bw_t, fw_t = torch.from_numpy(bw), torch.from_numpy(fw)
-    fw_w, inside = _sample(fw_t, bw_t)
+    fw_w, inside = sample_at_flow(fw_t, bw_t)
     d = ((fw_w + bw_t) ** 2).sum(0)
     ok = d <= 0.01 * ((fw_w ** 2).sum(0) + (bw_t ** 2).sum(0)) + 0.5
     return bw, (ok & inside).numpy()
@@ -171,7 +171,7 @@ def warp_errors(prev_rgb: np.ndarray, cur_rgb: np.ndarray, flow: np.ndarray, mas
         return float("nan"), float("nan")
     prev = torch.from_numpy(np.ascontiguousarray(prev_rgb)).permute(2, 0, 1).float() / 255.0
     cur = torch.from_numpy(np.ascontiguousarray(cur_rgb)).permute(2, 0, 1).float() / 255.0
-    warped, _ = _sample(prev, torch.from_numpy(flow))
+    warped, _ = sample_at_flow(prev, torch.from_numpy(flow))
     diff = (warped - cur)[:, torch.from_numpy(mask)]
     return float(diff.abs().mean()), float((diff ** 2).sum(0).mean())
 
