@@ -119,13 +119,17 @@ def simulate_hints(ab: torch.Tensor, rng: np.random.Generator, p_none: float = 0
 
 
 def make_batch(images: list[np.ndarray], probs: np.ndarray, batch: int, size: int,
-               rng: np.random.Generator, hints: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample a training batch: returns (Lab ground truth (N,3,S,S), network input (N,4,S,S))."""
+               rng: np.random.Generator, hints: bool = True,
+               p_none: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample a training batch: returns (Lab ground truth (N,3,S,S), network input (N,4,S,S)).
+
+    ``p_none`` is the share of images given no hints (see :func:`simulate_hints`).
+    """
     idx = rng.choice(len(images), size=batch, p=probs)
     rgb = torch.stack([random_crop(images[i], size, rng) for i in idx])
     lab = rgb_to_lab(rgb)
     if hints:
-        hint, mask = simulate_hints(lab[:, 1:], rng)
+        hint, mask = simulate_hints(lab[:, 1:], rng, p_none=p_none)
     else:
         hint, mask = torch.zeros_like(lab[:, 1:]), torch.zeros_like(lab[:, :1])
     return lab, make_input(lab[:, :1], hint, mask)

@@ -46,6 +46,9 @@ class TrainConfig:
     # back while the cross-entropy keeps the modes that the annealed (T<1) readout picks.
     regress: float = 0.0
     hints: bool = True
+    # Share of training images that get no hints. 0.5 trained both modes equally; a later resume
+    # lowered it to spend more steps on the guided mode, whose gain was short of its target.
+    hint_p_none: float = 0.5
     seed: int = 1234
     eval_every: int = 1000
     ckpt_every_s: float = 300.0
@@ -225,7 +228,8 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         if (minutes is not None and elapsed >= minutes * 60) or (stop_step is not None and step >= stop_step):
             break
         rng = np.random.default_rng([cfg.seed, step])  # per-step seed: resuming replays the same batches
-        lab, x = D.make_batch(images, probs, cfg.batch, cfg.crop, rng, hints=cfg.hints)
+        lab, x = D.make_batch(images, probs, cfg.batch, cfg.crop, rng, hints=cfg.hints,
+                              p_none=cfg.hint_p_none)
         lr = get_lr(step, cfg)
         for g in optim.param_groups:
             g["lr"] = lr

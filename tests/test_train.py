@@ -1,0 +1,69 @@
+"""Training mechanics on tiny synthetic photos: hint simulation, the schedule, and resume."""
+import numpy as np
+import pytest
+import torch
+from skimage import io
+
+from vidcolor import data as D
+from vidcolor.train import TrainConfig, get_lr, train
+
+
+def test_simulate_hints_share_without_hints():
+    ab = torch.randn(64, 2, 16, 16) * 20
+    rng = np.random.default_rng(0)
+    _, mask = D.simulate_hints(ab, rng, p_none=1.0)
+    assert mask.sum() == 0
+    hint, mask = D.simulate_hints(ab, rng, p_none=0.0)
+    assert (mask.flatten(1).sum(1) > 0).all()  # every image got at least one hint
+    _, mask = D.simulate_hints(ab, np.random.default_rng(0), p_none=0.35)
+    share = (mask.flatten(1).sum(1) == 0).float().mean().item()
+    assert 0.15 < share < 0.55
+
+
+def test_hints_are_patch_means_of_truth():
+    ab = torch.randn(4, 2, 32, 32) * 20
+    hint, mask = D.simulate_hints(ab, np.random.default_rng(3), p_none=0.0)
+    on = mask.expand_as(hint) > 0
+    assert on.any()
+    assert (hint[~on] == 0).all()
+    # a hint is the mean of a patch of at most 4x4 pixels, so it lies within that patch's range
+    assert hint[on].abs().max() <= ab.abs().max()
+
+
+def test_lr_schedule_warms_up_then_decays_to_min():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-5, warmup=10, max_steps=100)
+    assert get_lr(0, cfg) < get_lr(9, cfg) <= cfg.lr
+    later = [get_lr(s, cfg) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(later, later[1:]))
+    assert later[-1] == pytest.approx(cfg.min_lr)
+    assert get_lr(500, cfg) == pytest.approx(cfg.min_lr)  # past the horizon it stays at min_lr
+
+
+@pytest.fixture
+def tiny_photos(tmp_path):
+    rng = np.random.default_rng(7)
+    (tmp_path / "train").mkdir()
+    for i in range(6):
+        y, x = np.mgrid[0:48, 0:64]
+        img = np.stack([(x * 4 + i * 30) % 256, (y * 5) % 256, rng.integers(0, 256, (48, 64))], -1)
+        io.imsave(tmp_path / "train" / f"src{i % 2}__{i}.png", img.astype(np.uint8), check_contrast=False)
+    return tmp_path
+
+
+def _cfg(data_dir, out):
+    return TrainConfig(data_dir=str(data_dir), out=str(out), batch=2, crop=32, warmup=2, max_steps=8,
+                       threads=1, eval_every=10_000, hint_p_none=0.35)
+
+
+def test_resume_equals_uninterrupted_and_records_overrides(tiny_photos, tmp_path):
+    whole = torch.load(train(_cfg(tiny_photos, tmp_path / "a"), steps=4, progress=False), weights_only=True)
+    train(_cfg(tiny_photos, tmp_path / "b"), steps=2, progress=False)
+    parts = torch.load(train(_cfg(tiny_photos, tmp_path / "b"), steps=2, progress=False), weights_only=True)
+    assert whole["step"] == parts["step"] == 4
+    for k, v in whole["model"].items():
+        assert torch.equal(v, parts["model"][k]), k
+    # a resume that changes a setting on purpose keeps it and says so in the history
+    cfg = _cfg(tiny_photos, tmp_path / "b")
+    st = torch.load(train(cfg, steps=1, progress=False, overrides={"hint_p_none": 0.2}), weights_only=True)
+    assert st["train_config"]["hint_p_none"] == 0.2
+    assert {"step": 4, "changed": {"hint_p_none": 0.2}}.items() <= st["history"][-1].items()
