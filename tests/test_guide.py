@@ -101,3 +101,22 @@ def test_export_frame_is_the_frame_vidcolor_counts(tmp_path):
     r = subprocess.run([sys.executable, "-m", "vidcolor.cli", "export-frame", str(clip), "40", str(out)],
                        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": ""})
     assert r.returncode != 0 and "has no frame 40" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spread_carries_a_pin_along_its_region_only():
+    from vidcolor.guide import spread
+
+    h, w = 64, 96
+    L = torch.full((1, 1, h, w), 70.0)
+    L[..., 48:] = 20.0  # a dark region (a coat) right of x=48
+    ab = torch.zeros(1, 2, h, w)
+    target = torch.zeros(1, 2, h, w)
+    conf = torch.zeros(1, 1, h, w)
+    target[0, :, 30, 42] = torch.tensor([40.0, -20.0])  # one pin on the light region, 6 px from the edge
+    conf[0, 0, 30, 42] = 1.0
+    out = spread(ab, L, target, conf)
+    assert torch.equal(spread(ab, L, target, torch.zeros_like(conf)), ab)  # no pin, no change
+    near, far_same, other = out[0, :, 30, 38], out[0, :, 5, 20], out[0, :, 30, 52]
+    assert near[0] > 20 and near[1] < -10          # most of the way to the pin's colour close by
+    assert 0 < far_same[0] < near[0]               # fading with distance in the same region
+    assert other.abs().max() < 0.05 * near.abs().max()  # the darker region next to it keeps its colour

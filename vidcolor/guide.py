@@ -37,6 +37,10 @@ MIN_CONF = 0.5          # a carried pixel below this confidence gives no hint po
 DECAY = 0.999           # confidence kept per frame carried: long carries drift, so trust them less
 FB_KEEP = 0.97          # confidence kept where the flow fails its forward-backward check
 DEFAULT_REACH = 240     # frames a keyframe is carried each way at most
+SPREAD_SIGMA = 0.15     # reach of a pin's correction, as a share of the render short side
+SPREAD_SIGMA_L = 10.0   # L units: how alike in lightness a pixel must be to take a pin's colour
+SPREAD_BINS = 8         # L slices approximating that similarity
+SPREAD_EPS = 0.3        # below this much pin weight, the correction fades toward none
 
 
 @dataclass
@@ -209,11 +213,52 @@ def hints_for(guide: FrameGuide, index: int, render: tuple[int, int]) -> tuple[t
     return hint, mask
 
 
-def blend(ab: torch.Tensor, guide: FrameGuide) -> torch.Tensor:
-    """Pull the predicted ab (2, h, w) towards the carried ab by its confidence."""
+def _gauss_sum(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, h, w) with a peak-1 (not sum-1) kernel: a weighted *sum*."""
+    r = max(1, int(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma ** 2))
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0)), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r)), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def spread(ab: torch.Tensor, L: torch.Tensor, target: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """Spread the correction (target - ab) from where it is known to nearby pixels of similar L.
+
+    The network takes hints as input but, trained for hours on a CPU, honours a sparse pin
+    only close to it. This adds the pins' residuals back, weighted by distance
+    (Gaussian, SPREAD_SIGMA of the short side) and by L similarity (so a pin on a coat does not
+    tint the wall behind it), as a normalised convolution: corr = sum w c r / (sum w c + SPREAD_EPS).
+    Far from any pin the correction fades to zero and the network's colour stands. The L
+    similarity is a sum over SPREAD_BINS Gaussian L slices, and the sums run at a quarter
+    of the size, which keeps it cheap for dense carried references as well as a few pins.
+    ab, target (N, 2, h, w); L (N, 1, h, w) in 0..100; conf (N, 1, h, w) in [0, 1].
+    """
+    n, _, h, w = ab.shape
+    q = 4
+    hq, wq = max(1, h // q), max(1, w // q)
+    centres = torch.linspace(0.0, 100.0, SPREAD_BINS, dtype=ab.dtype, device=ab.device).view(1, -1, 1, 1)
+    phi = torch.exp(-(L - centres) ** 2 / (2 * SPREAD_SIGMA_L ** 2))  # (N, K, h, w)
+    wc = phi * conf
+    r = (target - ab) * conf  # (N, 2, h, w)
+    stack = torch.cat([wc, wc * r[:, :1], wc * r[:, 1:]], dim=1)  # (N, 3K, h, w)
+    sums = F.adaptive_avg_pool2d(stack, (hq, wq)) * (h * w / (hq * wq))  # area sums at 1/q size
+    sums = _gauss_sum(sums, SPREAD_SIGMA * min(h, w) / q)
+    sums = F.interpolate(sums, size=(h, w), mode="bilinear", align_corners=False)
+    k = SPREAD_BINS
+    den = (phi * sums[:, :k]).sum(1, keepdim=True) + SPREAD_EPS
+    corr = torch.cat([(phi * sums[:, k:2 * k]).sum(1, keepdim=True),
+                      (phi * sums[:, 2 * k:]).sum(1, keepdim=True)], dim=1) / den
+    return ab + corr
+
+
+def blend(ab: torch.Tensor, guide: FrameGuide, L: torch.Tensor) -> torch.Tensor:
+    """The predicted ab (2, h, w) with the carried ab's correction spread (:func:`spread`), then
+    pulled the rest of the way to the carried ab by its confidence; L (1, h, w) at render size."""
     size = ab.shape[-2:]
     g_ab = F.interpolate(guide.ab.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
     conf = F.interpolate(guide.conf.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
+    ab = spread(ab[None], L[None].to(ab), g_ab[None], conf[None])[0]
     return conf * g_ab + (1 - conf) * ab
 
 

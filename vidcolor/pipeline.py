@@ -156,7 +156,7 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
     for i, (idx, img, payload) in enumerate(batch):
         ab = pred.ab[i]
         if guided and guided[i] is not None:
-            ab = blend(ab, guided[i])
+            ab = blend(ab, guided[i], pred.L[i])
         # the item carries the input's full-resolution L (not the frame) to composition
         items.append(Item(idx, pred.L[i], ab, (pred.L_full[i], payload, img.dtype)))
     return items

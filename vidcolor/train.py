@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .color import AB_SCALE, rgb_to_lab
+from .guide import spread
 from .metrics import colorfulness, psnr
 from .model import Colorizer, build_model, default_config
 
@@ -114,13 +115,20 @@ def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: 
 @torch.no_grad()
 def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
                 hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper)."""
+    """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper).
+
+    Hints get the same treatment as a guided frame in the product: their correction is
+    spread (:func:`vidcolor.guide.spread`) and hinted pixels take the hint's colour.
+    """
     from .color import lab_to_rgb
 
     lab = rgb_to_lab(rgb)
     x = D.make_input(lab[:, :1], hint_ab, mask)
     ab = model.decode_ab(model(x), temperature)
     ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
+    if mask is not None:
+        ab = spread(ab, lab[:, :1], hint_ab, mask)
+        ab = mask * hint_ab + (1 - mask) * ab
     return lab_to_rgb(torch.cat([lab[:, :1], ab], dim=1))
 
 
