@@ -62,6 +62,16 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out * torch.tensor([sx, sy], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
 
 
+def half_size(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) at half size, as the smoother and the guides both see frames, so the two
+    feed the same features to :func:`cut_confidence` and agree on cuts."""
+    h, w = x.shape[-2:]
+    if h % 2 == 0 and w % 2 == 0 and min(h, w) >= 16:
+        return F.avg_pool2d(x, 2)  # the usual case (render sizes are multiples of 8), and cheaper
+    return F.interpolate(x, size=(max(h // 2, 8), max(w // 2, 8)), mode="bilinear", antialias=True,
+                         align_corners=False)
+
+
 def standardize(L: torch.Tensor, min_std: float = 2.0) -> torch.Tensor:
     """Per-image zero mean, unit std: removes film flicker and exposure changes
     (global gain and offset) before matching. ``min_std`` keeps near-black frames sane."""

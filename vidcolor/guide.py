@@ -122,9 +122,7 @@ def pin_keyframe(index: int, pins: list, size: tuple[int, int], render: tuple[in
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    return F.interpolate(x[None], size=(max(h // 2, 8), max(w // 2, 8)), mode="bilinear", antialias=True,
-                         align_corners=False)[0]
+    return fl.half_size(x[None])[0]
 
 
 def _std(L: torch.Tensor) -> torch.Tensor:

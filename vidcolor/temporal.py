@@ -74,7 +74,7 @@ class Item:
     index: int
     L: torch.Tensor   # (1, h, w) at render size
     ab: torch.Tensor  # (2, h, w) at render size; replaced by the smoothed ab
-    payload: Any = None  # carried along untouched (the pipeline: full-resolution L, pts, dtype)
+    payload: Any = None  # carried along untouched (the pipeline's Carried: full-resolution L, pts, dtype)
 
 
 @dataclass
@@ -156,13 +156,7 @@ class Smoother:
     def _features(self, item: Item) -> _Frame:
         L = item.L.unsqueeze(0).float()
         ab = item.ab.unsqueeze(0).float()
-        h, w = L.shape[-2:]
-        x = torch.cat([L, ab], dim=1)
-        if h % 2 == 0 and w % 2 == 0 and min(h, w) >= 16:
-            half = F.avg_pool2d(x, 2)  # the usual case (render sizes are multiples of 8), and cheaper
-        else:
-            half = F.interpolate(x, size=(max(h // 2, 8), max(w // 2, 8)), mode="bilinear", antialias=True,
-                                 align_corners=False)
+        half = fl.half_size(torch.cat([L, ab], dim=1))
         # standardizing removes film flicker (global gain and offset) before flow and L matching
         std = half[:, :1].std().clamp_min(2.0)
         Ls = (half[:, :1] - half[:, :1].mean()) / std
