@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -142,6 +142,14 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
         ahead.close()
 
 
+class Carried(NamedTuple):
+    """An :class:`Item`'s payload from prediction to composition and the writer."""
+
+    L_full: torch.Tensor  # (1, H, W) the input's own full-resolution L, so it is computed once
+    tag: Any              # the caller's payload for the frame (the video's pts)
+    dtype: np.dtype       # the input's sample type (uint8 or uint16), kept in the output
+
+
 def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], guides: dict | None) -> list[Item]:
     """Predict one batch; guided frames get hint points and are blended toward their guide."""
     hint = mask = None
@@ -158,7 +166,7 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         if guided and guided[i] is not None:
             ab = blend(ab, guided[i], pred.L[i])
         # the item carries the input's full-resolution L (not the frame) to composition
-        items.append(Item(idx, pred.L[i], ab, (pred.L_full[i], payload, img.dtype)))
+        items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i], payload, img.dtype)))
     return items
 
 
@@ -169,11 +177,11 @@ def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[It
     i = 0
     while i < len(items):
         j = i + 1
-        shape, dtype = items[i].payload[0].shape, items[i].payload[2]
-        while j < len(items) and items[j].payload[0].shape == shape and items[j].payload[2] == dtype:
+        shape, dtype = items[i].payload.L_full.shape, items[i].payload.dtype
+        while j < len(items) and items[j].payload.L_full.shape == shape and items[j].payload.dtype == dtype:
             j += 1
         group = items[i:j]
-        out = engine.compose_l(torch.stack([it.payload[0] for it in group]), torch.stack([it.ab for it in group]),
+        out = engine.compose_l(torch.stack([it.payload.L_full for it in group]), torch.stack([it.ab for it in group]),
                                dtype)
         yield from zip(group, out)
         i = j
@@ -311,7 +319,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             if writer is None:
                 seg_start = k * seg_len
                 writer = videoio.SegmentWriter(job.temp_segment(k), info, encode)
-            writer.write(rgb, item.payload[1])
+            writer.write(rgb, item.payload.tag)
             last = item.index
             bar.update(1)
             if (item.index + 1) % seg_len == 0:
