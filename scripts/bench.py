@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from vidcolor.engine import Engine  # noqa: E402
 from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
 from vidcolor.pipeline import DEFAULT_SEGMENT, DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
-from vidcolor.videoio import write_rgb_video  # noqa: E402
+from vidcolor.encode import write_rgb_video  # noqa: E402
 from vidcolor.weights import default_weights_path, load_model  # noqa: E402
 
 

@@ -41,7 +41,7 @@ from vidcolor.evaluate import flow_pair, sample_at_flow  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402
 from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
 from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
-from vidcolor.videoio import EncodeOptions, write_rgb_video  # noqa: E402
+from vidcolor.encode import EncodeOptions, write_rgb_video  # noqa: E402
 
 EVAL_SHORT = 256
 LOSSLESS = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")

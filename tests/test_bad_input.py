@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidcolor import Result, Settings, VidcolorError, colorize_frames, colorize_video, frameio, videoio
+from vidcolor import (Result, Settings, VidcolorError, colorize_frames, colorize_video, decode, encode, frameio, mux,
+                      videoio)
 from vidcolor.engine import Engine
 from vidcolor.errors import InputError
 
@@ -419,7 +420,7 @@ def test_interlaced_is_reported_and_deinterlace_keeps_timing(tmp_path, random_we
     check_like(src, tmp_path / "b.mp4")
     combed = np.zeros((6, 4, 3), np.uint8)
     combed[::2] = 200  # two fields far apart: blending must leave no comb
-    flat = videoio.blend_fields(combed)
+    flat = decode.blend_fields(combed)
     assert np.ptp(flat[1:-1].astype(int), axis=0).max() <= 50
 
 
@@ -541,13 +542,13 @@ def test_mkv_cut_short(tmp_path, random_weights):
 
 def test_decode_report_slots_repeat_last_good_frame():
     """The slot rule on its own: a rejected packet's slot repeats the previous good picture."""
-    rep = videoio.DecodeReport()
+    rep = decode.DecodeReport()
 
     class F:  # the few VideoFrame attributes _Slots reads
         def __init__(self, pts):
             self.pts, self.dts, self.is_corrupt = pts, None, False
 
-    slots = videoio._Slots(rep, 1, lambda f: np.full((2, 2, 3), f.pts, np.uint8))
+    slots = decode._Slots(rep, 1, lambda f: np.full((2, 2, 3), f.pts, np.uint8))
     sent = [0, 1, 2, 3, 4]
     rep.errors = 2  # packets 0 and 2 were rejected
     out = slots.place(F(1), sent) + slots.place(F(3), sent) + slots.place(F(4), sent) + slots.finish(sent)
@@ -622,7 +623,7 @@ def test_resume_after_out_of_memory_keeps_the_smaller_batches(tmp_path, random_w
         return real_predict(self, frames, *a, **k)
 
     monkeypatch.setattr(Engine, "predict", oom_predict)
-    real_write = fail_from_call(monkeypatch, videoio.SegmentWriter, "write", 6, KeyboardInterrupt)
+    real_write = fail_from_call(monkeypatch, encode.SegmentWriter, "write", 6, KeyboardInterrupt)
     out = tmp_path / "out.mp4"
     with pytest.raises(VidcolorError, match="resume"):
         colour_video(base, out, random_weights, segment_frames=4)
@@ -632,7 +633,7 @@ def test_resume_after_out_of_memory_keeps_the_smaller_batches(tmp_path, random_w
         return real_predict(self, frames, *a, **k)
 
     monkeypatch.setattr(Engine, "predict", record)
-    monkeypatch.setattr(videoio.SegmentWriter, "write", real_write)
+    monkeypatch.setattr(encode.SegmentWriter, "write", real_write)
     colour_video(base, out, random_weights, segment_frames=4)
     assert out.exists() and sizes and max(sizes) == 2
 
@@ -641,11 +642,11 @@ def test_encoder_thread_error_reaches_the_caller(tmp_path, random_weights, monke
     """x264 and the muxer run in the writer's own thread; a disk error there must still stop the
     run with the resume message, not be lost or hang."""
     out = tmp_path / "out.mp4"
-    real = fail_from_call(monkeypatch, videoio.SegmentWriter, "_encode", 3, _enospc)
+    real = fail_from_call(monkeypatch, encode.SegmentWriter, "_encode", 3, _enospc)
     with pytest.raises(VidcolorError, match="No space left on device.*resume"):
         colour_video(base, out, random_weights, segment_frames=4)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
-    monkeypatch.setattr(videoio.SegmentWriter, "_encode", real)
+    monkeypatch.setattr(encode.SegmentWriter, "_encode", real)
     colour_video(base, out, random_weights, segment_frames=4)  # the same command resumes and finishes
     assert out.exists()
 
@@ -653,17 +654,17 @@ def test_encoder_thread_error_reaches_the_caller(tmp_path, random_weights, monke
 def test_full_disk_stops_cleanly_and_resumes(tmp_path, random_weights, monkeypatch, base):
     h = digest(base)
     out = tmp_path / "out.mp4"
-    real = fail_from_call(monkeypatch, videoio.SegmentWriter, "write", 6, _enospc)
+    real = fail_from_call(monkeypatch, encode.SegmentWriter, "write", 6, _enospc)
     with pytest.raises(VidcolorError, match="No space left on device.*resume"):
         colour_video(base, out, random_weights, segment_frames=4)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
-    monkeypatch.setattr(videoio.SegmentWriter, "write", real)
+    monkeypatch.setattr(encode.SegmentWriter, "write", real)
 
-    real_join = fail_from_call(monkeypatch, videoio, "join_segments", 1, _enospc)  # the disk fills again in the mux
+    real_join = fail_from_call(monkeypatch, mux, "join_segments", 1, _enospc)  # the disk fills again in the mux
     with pytest.raises(VidcolorError, match="No space left on device.*re-run"):
         colour_video(base, out, random_weights, segment_frames=4)
     assert not out.exists()
-    monkeypatch.setattr(videoio, "join_segments", real_join)
+    monkeypatch.setattr(mux, "join_segments", real_join)
 
     res = colour_video(base, out, random_weights, segment_frames=4)
     assert res.resumed_at == 8  # everything was coloured before the mux failed: nothing is redone

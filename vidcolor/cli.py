@@ -134,7 +134,7 @@ def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt:
           segment_frames: int, deinterlace: bool, **kw: Any) -> None:
     """Colorize the video INPUT into OUTPUT (container from OUTPUT's extension), keeping its audio."""
     from .pipeline import colorize_video
-    from .videoio import EncodeOptions
+    from .encode import EncodeOptions
 
     enc = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
     _run(lambda: colorize_video(input, output, _settings(kw), enc, overwrite=kw["overwrite"],

@@ -4,7 +4,7 @@ Exit codes of the ``vidcolor`` command: 0 done; 1 cannot do what was asked
 (options, output location, weights, device, a full disk: fix and re-run, a
 video job resumes); 2 unusable input or command line; 3 an unfinished job was
 started with other settings; 4 damaged input whose colouring would not be
-faithful to what was readable (see ``vidcolor.videoio.DecodeReport``); 130
+faithful to what was readable (see ``vidcolor.decode.DecodeReport``); 130
 interrupted (re-run to resume).
 """
 from __future__ import annotations

@@ -257,7 +257,8 @@ def _pairs_from_dirs(pred: Path, gt: Path) -> tuple[list[str], Iterator[tuple[st
 
 def _pairs_from_videos(pred: Path, gt: Path) -> tuple[int, Iterator[tuple[str, np.ndarray, np.ndarray]]]:
     """Estimated frame count and a lazy stream of (frame index, pred, gt) matched by decode order."""
-    from .videoio import iter_frames, probe
+    from .decode import iter_frames
+    from .videoio import probe
 
     ip, ig = probe(pred), probe(gt)
     if ip.frames and ig.frames and ip.frames != ig.frames:

@@ -299,7 +299,8 @@ def build_keyframes(references: list[str], hints: str | None, size: tuple[int, i
 def export_frame(video: Path, index: int, out: Path) -> None:
     """Write frame ``index`` (0-based, presentation order, as vidcolor counts) of ``video`` as an image."""
     from .frameio import write_frame
-    from .videoio import iter_frames, probe
+    from .decode import iter_frames
+    from .videoio import probe
 
     info = probe(video)
     if index < 0:

@@ -19,11 +19,14 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from . import frameio, videoio
+from . import frameio, mux, videoio
+from .decode import DecodeReport, iter_frames
+from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
 from .job import Job, VideoJob, file_identity, folder_identity
+from .prefetch import Prefetcher
 from .temporal import Item, Smoother
 from .weights import default_weights_path, load_model, sha256_file
 
@@ -133,7 +136,7 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
         if batch:
             yield from _predict_batch(engine, batch, guides)
 
-    ahead = videoio.Prefetcher(predicted(), maxsize=2 * batch_size)
+    ahead = Prefetcher(predicted(), maxsize=2 * batch_size)
     try:
         for item in ahead:
             yield from _compose(engine, smoother.push(item), start)
@@ -219,7 +222,7 @@ def _check_writable(folder: Path) -> None:
 
 
 def colorize_video(input: str | Path, output: str | Path, settings: Settings | None = None,
-                   encode: videoio.EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
+                   encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
                    deinterlace: bool = False) -> Result:
@@ -229,17 +232,17 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     aspect ratio, bit depth (where the codec allows) and display matrix
     (rotation); audio and subtitle streams are copied packet for packet.
     ``deinterlace`` blends each frame's fields first. Damaged input is coloured
-    as far as it is readable; :class:`vidcolor.videoio.DecodeReport` gives the
+    as far as it is readable; :class:`vidcolor.DecodeReport` gives the
     rule for when that still succeeds, and ``Result.warnings`` what was met.
     """
     src, dest = Path(input), Path(output)
     settings = settings or Settings()
-    encode = encode or videoio.EncodeOptions()
+    encode = encode or EncodeOptions()
     fmt = videoio.output_format(dest)
     _check_output(src, dest, overwrite)
     info = videoio.probe(src)
-    videoio.check_codec(encode)
-    videoio.check_output_format(dest, fmt, info, encode)
+    check_codec(encode)
+    check_output_format(dest, fmt, info, encode)
     engine, smoother, wsha = _prepare(settings)
     seg_len = max(segment_frames // settings.batch_size, 1) * settings.batch_size
     spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
@@ -252,11 +255,11 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
         log(f"resuming at frame {start:,} of {info.frames:,}" if info.frames else f"resuming at frame {start:,}")
     if not job.complete:
         guides = _plan(settings, engine, lambda: (info.height, info.width), None,
-                       lambda: ((f.index, f.image) for f in videoio.iter_frames(src, info.bit_depth > 8,
+                       lambda: ((f.index, f.image) for f in iter_frames(src, info.bit_depth > 8,
                                                                                  deinterlace=deinterlace)))
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
                          guides, deinterlace)
-    report = videoio.DecodeReport(**job.state.get("decode_report", {}))
+    report = DecodeReport(**job.state.get("decode_report", {}))
     if job.state.get("total_frames", 0) == 0:
         job.remove()
         raise InputError(f"no frame of {src} could be decoded")
@@ -271,11 +274,11 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
         res.notes.append(f"kept the input's display rotation ({info.rotation} degrees) as metadata")
     partial = dest.with_name(f".{dest.stem}.partial{dest.suffix}")
     try:
-        joined = videoio.join_segments(job.segment_paths(), src, partial, fmt)
+        joined = mux.join_segments(job.segment_paths(), src, partial, fmt)
         if joined.lost:
             raise DamagedInput(f"{joined.lost} audio/subtitle packets of {src} could not be copied (damaged), so "
                                f"the output would not be faithful; no output written")
-        problem = videoio.verify_output(partial, job.state["total_frames"], report)
+        problem = mux.verify_output(partial, job.state["total_frames"], report)
         if problem:
             raise DamagedInput(f"the timestamps of {src} are too damaged to keep: {problem}; no output written")
         res.warnings += joined.warnings()
@@ -298,18 +301,18 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
 
 
 def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
-                     encode: videoio.EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
+                     encode: EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
                      res: Result, guides: dict | None = None, deinterlace: bool = False) -> None:
     warm = _warm_start(start, smoother.warmup, settings.batch_size)
     if job.state.get("oom_batch_limit"):
         # an earlier run ran out of memory and split its batches; split them the same way here so
         # the resumed frames are computed exactly as that run would have gone on computing them
         engine.limit = int(job.state["oom_batch_limit"])
-    report = videoio.DecodeReport()
-    frames = videoio.Prefetcher(videoio.iter_frames(src, high_depth=info.bit_depth > 8, report=report,
+    report = DecodeReport()
+    frames = Prefetcher(iter_frames(src, high_depth=info.bit_depth > 8, report=report,
                                                     deinterlace=deinterlace), maxsize=2 * settings.batch_size)
     gen = ((f.index, f.image, f.pts) for f in frames if f.index >= warm)
-    writer: videoio.SegmentWriter | None = None
+    writer: SegmentWriter | None = None
     seg_start = start
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
@@ -318,7 +321,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             k = item.index // seg_len
             if writer is None:
                 seg_start = k * seg_len
-                writer = videoio.SegmentWriter(job.temp_segment(k), info, encode)
+                writer = SegmentWriter(job.temp_segment(k), info, encode)
             writer.write(rgb, item.payload.tag)
             last = item.index
             bar.update(1)
@@ -398,7 +401,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
 
     guides = _plan(settings, engine, lambda: frameio.read_frame(files[0]).rgb.shape[:2], len(files),
                    lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)))
-    reader = videoio.Prefetcher(read_all(), maxsize=2 * settings.batch_size)
+    reader = Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
     try:
         for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides):

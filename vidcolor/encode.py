@@ -1,0 +1,263 @@
+"""Encoding: coloured frames into complete, independently decodable mp4 segments.
+
+mp4 keeps the input's time_base, so pts survive exactly; :func:`vidcolor.mux.join_segments`
+later copies the segments' packets into the output. Encoder input is made a function of the
+picture alone (zeroed row padding, x264 held to AVX2), so a resumed job equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import av
+import numpy as np
+
+from .errors import DamagedInput, VidcolorError
+from .videoio import COPY_TYPES, DISK_ERRNOS, VideoInfo, describe_error, open_container
+
+
+_END = object()  # the writer thread's end-of-frames sentinel
+
+
+@dataclass
+class EncodeOptions:
+    codec: str = "libx264"
+    crf: int | None = 18
+    preset: str | None = "medium"
+    pix_fmt: str | None = None  # None: yuv420p, or yuv420p10le for >8-bit input when the codec allows
+    threads: int = 0  # 0: the codec's own choice; recorded in job manifests so resumes match
+
+    def as_dict(self) -> dict:
+        return {"codec": self.codec, "crf": self.crf, "preset": self.preset, "pix_fmt": self.pix_fmt,
+                "threads": self.threads}
+
+
+def check_codec(opts: EncodeOptions) -> None:
+    try:
+        codec = av.codec.Codec(opts.codec, "w")
+    except (av.error.FFmpegError, ValueError, KeyError):
+        raise VidcolorError(f"unknown video encoder {opts.codec!r}; try libx264, libx265, mpeg4 or ffv1") from None
+    if codec.type != "video":
+        raise VidcolorError(f"{opts.codec!r} is not a video encoder")
+    if opts.pix_fmt is not None:
+        names = {f.name for f in (codec.video_formats or [])}
+        if names and opts.pix_fmt not in names:
+            raise VidcolorError(f"--pix-fmt {opts.pix_fmt} is not supported by {opts.codec}; "
+                                f"choose one of {', '.join(sorted(names))}")
+
+
+def choose_pix_fmt(opts: EncodeOptions, bit_depth: int, width: int = 2, height: int = 2) -> str:
+    """The user's --pix-fmt, else 4:2:0 at the input's depth; 4:4:4 for odd sizes,
+    which 4:2:0 cannot hold without cropping or padding the picture."""
+    if opts.pix_fmt:
+        if opts.pix_fmt.startswith(("yuv420", "nv12")) and (width % 2 or height % 2):
+            raise VidcolorError(f"--pix-fmt {opts.pix_fmt} needs an even frame size, the input is "
+                                f"{width}x{height}; use yuv444p or leave --pix-fmt out")
+        return opts.pix_fmt
+    codec = av.codec.Codec(opts.codec, "w")
+    names = [f.name for f in (codec.video_formats or [])]
+    odd = bool(width % 2 or height % 2)
+    prefs = (["yuv444p10le", "yuv444p"] if odd else ["yuv420p10le", "yuv420p"]) if bit_depth > 8 else \
+        (["yuv444p"] if odd else ["yuv420p"])
+    for p in prefs:
+        if p in names or not names:
+            return p
+    return names[0]
+
+
+# x264 CPU flags MMX..AVX2, BMI1/2, FMA3, LZCNT (no XOP/FMA4/AVX512) | CACHELINE_64 | SSE2_IS_FAST.
+X264_AVX2_CPU_MASK = 0xF3FF | (1 << 18) | (1 << 20)
+
+
+def _has_avx512() -> bool:
+    """True on x86 Linux CPUs with AVX-512.
+
+    There libx264's AVX-512 code gave different bits for the same frames from
+    run to run while PyTorch worked in the same process (measured: 4 distinct
+    outputs in 6 runs; 1 in 6 with AVX-512 masked off, identical to asm=0).
+    Resumed jobs must equal uninterrupted ones, so x264 is told to stop at AVX2,
+    which every AVX-512 CPU has, at no measurable speed cost.
+    """
+    global _AVX512
+    if _AVX512 is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                _AVX512 = any(line.startswith("flags") and " avx512f" in line for line in fh)
+        except OSError:
+            _AVX512 = False
+    return _AVX512
+
+
+_AVX512: bool | None = None
+
+
+class SegmentWriter:
+    """Encode coloured frames into one independently decodable mp4 file.
+
+    Conversion to the codec's pixel format, x264 and muxing run in a thread of
+    their own behind a small bounded queue: PyAV releases the GIL while it
+    encodes, so this overlaps with the next batch's inference instead of
+    stalling it. Frames are encoded in the order written, so the bytes are the
+    same as a synchronous writer's. An error in the thread is raised by the
+    next :meth:`write` or by :meth:`close`.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8):
+        self.path = path
+        self.out = av.open(str(path), "w", format="mp4")
+        s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
+        s.width, s.height = info.width, info.height
+        s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
+        s.time_base = info.time_base
+        s.codec_context.time_base = info.time_base
+        if info.sample_aspect_ratio:
+            s.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
+        if info.display_matrix:  # rotation/mirroring: kept as metadata, the pixels stay as stored
+            s.set_display_matrix(info.display_matrix)
+        o = {}
+        if opts.crf is not None and opts.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"):
+            o["crf"] = str(opts.crf)
+        if opts.preset and opts.codec in ("libx264", "libx265", "libsvtav1"):
+            o["preset"] = opts.preset
+        if opts.threads:
+            s.codec_context.thread_count = opts.threads
+        if opts.codec == "libx264" and _has_avx512():
+            o["x264-params"] = f"asm={X264_AVX2_CPU_MASK}"
+        s.codec_context.options = o
+        self.stream = s
+        self.frames = 0
+        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vidcolor-encoder", daemon=True)
+        self._thread.start()
+
+    def _encode(self, image: np.ndarray | None, pts: int | None) -> None:
+        if image is None:  # flush
+            for p in self.stream.encode(None):
+                self.out.mux(p)
+            return
+        fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
+        frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
+        frame.pts = pts
+        frame.time_base = self.stream.time_base
+        for p in self.stream.encode(frame):
+            self.out.mux(p)
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is _END:
+                return
+            if self._error is None:  # after an error, drain without encoding so writers never block
+                try:
+                    self._encode(*job)
+                except BaseException as e:  # handed to the caller's thread by write()/close()
+                    self._error = e
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
+
+    def write(self, image: np.ndarray, pts: int | None) -> None:
+        self._raise()
+        self._q.put((image, pts))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file; raises what went wrong in the encoder thread."""
+        self._q.put((None, None))
+        self._q.put(_END)
+        self._thread.join()
+        self._raise()
+        self.out.close()
+
+    def abort(self) -> None:
+        """Stop without flushing (the caller leaves the file as a temp name)."""
+        self._error = self._error or InterruptedError("aborted")  # the thread skips what is queued
+        if self._thread.is_alive():
+            self._q.put(_END)
+            self._thread.join()
+        try:
+            self.out.close()
+        except av.error.FFmpegError:
+            pass
+
+
+def write_rgb_video(path: Path | str, frames: Iterable[np.ndarray], rate: int | Fraction,
+                    pix_fmt: str = "yuv420p", options: dict[str, str] | None = None) -> None:
+    """Encode RGB uint8 frames (H, W, 3), all one size, with libx264 into a new file.
+
+    For making test and evaluation clips (the same frames give the same bytes on every run);
+    coloured output goes through :class:`SegmentWriter`.
+    """
+    with av.open(str(path), "w") as c:
+        s = None
+        for f in frames:
+            if s is None:
+                s = c.add_stream("libx264", rate=rate)
+                s.width, s.height, s.pix_fmt = f.shape[1], f.shape[0], pix_fmt
+                o = dict(options or {})
+                if _has_avx512():  # the same run-to-run determinism fix as SegmentWriter's
+                    o.setdefault("x264-params", f"asm={X264_AVX2_CPU_MASK}")
+                s.codec_context.options = o
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        if s is None:
+            raise ValueError(f"no frames to write to {path}")
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def _zero_padding(frame: av.VideoFrame) -> av.VideoFrame:
+    """Zero the bytes past each row's end in every plane.
+
+    x264's SIMD row copies read whole 16/32-byte blocks, i.e. into this
+    padding, which PyAV leaves uninitialised. Encoder input must be a function
+    of the picture alone for resumed jobs to equal uninterrupted ones.
+    """
+    comps = frame.format.components
+    for k, plane in enumerate(frame.planes):
+        bpp = sum((c.bits + 7) // 8 for c in comps if c.plane == k) or 1
+        used = plane.width * bpp
+        if plane.line_size > used:
+            np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, used:] = 0
+    return frame
+
+
+def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
+    """Fail now, not after hours of colouring, if OUTPUT's container cannot hold the video codec
+    or the input's audio and subtitle streams: write a header to memory with the same streams."""
+    out = av.open(io.BytesIO(), "w", format=fmt)
+    what = f"{opts.codec} video"
+    try:
+        s = out.add_stream(opts.codec, rate=info.rate or Fraction(25))
+        s.width, s.height = info.width, info.height
+        s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
+        s.time_base = info.time_base
+        with open_container(info.path) as src:
+            for st in src.streams:
+                if st.type in COPY_TYPES:
+                    if st.codec_context is None:
+                        raise DamagedInput(f"the input's {st.type} stream #{st.index} has no known codec (damaged?), "
+                                           f"so it cannot be copied and the output would lose it")
+                    what = f"the input's {st.type} stream #{st.index} ({st.codec_context.name})"
+                    out.add_stream_from_template(st)
+            what = "these streams"
+            out.start_encoding()
+    except (ValueError, av.error.FFmpegError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            raise
+        hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
+        raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {what} ({describe_error(e)}){hint}") from None
+    finally:
+        try:
+            out.close()
+        except (ValueError, av.error.FFmpegError):
+            pass
+
