@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import traceback
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -42,36 +41,22 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vidcolor.encode import write_rgb_video  # noqa: E402
+
 DOCUMENTED = {0, 1, 2, 4}  # 3 (job mismatch) and 130 (interrupted) cannot happen here
 OPTS = ["--render-size", "32", "--batch-size", "4", "-q", "--overwrite", "--restart"]
 
 
 def make_clip(path: Path, n: int = 12, w: int = 64, h: int = 48, fps: int = 24, options: dict | None = None) -> None:
     """A tiny moving grey clip with sine-wave AAC audio."""
-    tb = Fraction(1, 12800)
-    out = av.open(str(path), "w", options=options or {})
-    vs = out.add_stream("libx264", rate=fps)
-    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-    vs.time_base = tb
-    aus = out.add_stream("aac", rate=16000)
     y, x = np.mgrid[0:h, 0:w]
-    for i in range(n):
-        v = np.clip(128 + 60 * np.sin((x + 3 * i) / 5.0) + 40 * np.cos((y - 2 * i) / 7.0), 0, 255).astype(np.uint8)
-        f = av.VideoFrame.from_ndarray(np.stack([v] * 3, axis=-1), format="rgb24")
-        f.pts, f.time_base = i * 12800 // fps, tb
-        for p in vs.encode(f):
-            out.mux(p)
-    for p in vs.encode():
-        out.mux(p)
-    for k in range(0, 16000 * n // fps, 1024):
-        a = (0.3 * np.sin(2 * np.pi * 440 * (np.arange(1024) + k) / 16000)).astype(np.float32)[None]
-        af = av.AudioFrame.from_ndarray(a, format="fltp", layout="mono")
-        af.sample_rate, af.pts = 16000, k
-        for p in aus.encode(af):
-            out.mux(p)
-    for p in aus.encode():
-        out.mux(p)
-    out.close()
+
+    def frames():
+        for i in range(n):
+            v = np.clip(128 + 60 * np.sin((x + 3 * i) / 5.0) + 40 * np.cos((y - 2 * i) / 7.0), 0, 255)
+            yield np.stack([v.astype(np.uint8)] * 3, axis=-1)
+
+    write_rgb_video(path, frames(), fps, tone=True, container_options=options)
 
 
 def random_weights(path: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidcolor.encode import TONE_RATE, write_tone
 from vidcolor.model import build_model, default_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def make_clip(path: Path, n: int = 24, w: int = 64, h: int = 48, fps: int = 24, 
     vs.codec_context.time_base = tb
     step = int(12800 / fps)
     pts, t = [], 0
-    aus = out.add_stream("aac", rate=16000) if audio else None
+    aus = out.add_stream("aac", rate=TONE_RATE) if audio else None
     for i in range(n):
         fmt = "rgb24" if pix_fmt in ("yuv420p", "yuv444p", "gray") else "rgb48le"
         img = frame_pattern(i, w, h, grey)
@@ -74,17 +75,7 @@ def make_clip(path: Path, n: int = 24, w: int = 64, h: int = 48, fps: int = 24, 
     for p in vs.encode():
         out.mux(p)
     if aus is not None:
-        total = int(16000 * t / 12800)
-        k = 0
-        while k < total:
-            s = (0.3 * np.sin(2 * np.pi * 440 * (np.arange(1024) + k) / 16000)).astype(np.float32)[None]
-            af = av.AudioFrame.from_ndarray(s, format="fltp", layout="mono")
-            af.sample_rate, af.pts = 16000, k
-            k += 1024
-            for p in aus.encode(af):
-                out.mux(p)
-        for p in aus.encode():
-            out.mux(p)
+        write_tone(out, aus, int(TONE_RATE * t / 12800))
     out.close()
     return {"pts": pts, "time_base": tb, "n": n, "w": w, "h": h}
 
