@@ -120,9 +120,18 @@ def test_changed_input_is_refused_then_restart(tmp_path, random_weights):
     assert len(read_video(out)["frames"]) == 40
 
 
-def test_ctrl_c_exits_nonzero_and_says_how_to_resume(tmp_path, long_clip, random_weights):
+@pytest.fixture(scope="module")
+def reel(tmp_path_factory) -> Path:
+    """Ten times the long clip: on a loaded machine the 72-frame clip could finish between the
+    test's polls, so the Ctrl-C came too late to test anything."""
+    p = tmp_path_factory.mktemp("reel") / "in.mp4"
+    make_clip(p, n=720, w=96, h=64)
+    return p
+
+
+def test_ctrl_c_exits_nonzero_and_says_how_to_resume(tmp_path, reel, random_weights):
     out = tmp_path / "out.mp4"
-    cmd = cli("video", str(long_clip), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
+    cmd = cli("video", str(reel), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
     p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     prog = video_progress(out)
     t0 = time.time()
