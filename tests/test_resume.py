@@ -122,10 +122,10 @@ def test_changed_input_is_refused_then_restart(tmp_path, random_weights):
 
 @pytest.fixture(scope="module")
 def reel(tmp_path_factory) -> Path:
-    """Ten times the long clip: on a loaded machine the 72-frame clip could finish between the
+    """Ten times the long clip at 320x240: on a loaded machine the 72-frame clip could finish between the
     test's polls, so the Ctrl-C came too late to test anything."""
     p = tmp_path_factory.mktemp("reel") / "in.mp4"
-    make_clip(p, n=720, w=96, h=64)
+    make_clip(p, n=720, w=320, h=240)
     return p
 
 
