@@ -256,8 +256,14 @@ def blend(ab: torch.Tensor, guide: FrameGuide, L: torch.Tensor) -> torch.Tensor:
     size = ab.shape[-2:]
     g_ab = F.interpolate(guide.ab.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
     conf = F.interpolate(guide.conf.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
-    ab = spread(ab[None], L[None].to(ab), g_ab[None], conf[None])[0]
-    return conf * g_ab + (1 - conf) * ab
+    return apply_guide(ab[None], L[None].to(ab), g_ab[None], conf[None])[0]
+
+
+def apply_guide(ab: torch.Tensor, L: torch.Tensor, target: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """(N, 2, h, w) ab with the target's correction spread (:func:`spread`), then pulled the rest of
+    the way to the target by its confidence, so a confident pixel comes out as the target."""
+    ab = spread(ab, L, target, conf)
+    return conf * target + (1 - conf) * ab
 
 
 def guide_spec(references: list[str], hints: str | None) -> dict:

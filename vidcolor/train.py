@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .color import AB_SCALE, rgb_to_lab
-from .guide import spread
+from .guide import apply_guide
 from .metrics import colorfulness, psnr
 from .model import Colorizer, build_model, default_config
 
@@ -118,7 +118,7 @@ def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
     """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper).
 
     Hints get the same treatment as a guided frame in the product: their correction is
-    spread (:func:`vidcolor.guide.spread`) and hinted pixels take the hint's colour.
+    spread and hinted pixels take the hint's colour (:func:`vidcolor.guide.apply_guide`).
     """
     from .color import lab_to_rgb
 
@@ -127,8 +127,7 @@ def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
     ab = model.decode_ab(model(x), temperature)
     ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
     if mask is not None:
-        ab = spread(ab, lab[:, :1], hint_ab, mask)
-        ab = mask * hint_ab + (1 - mask) * ab
+        ab = apply_guide(ab, lab[:, :1], hint_ab, mask)
     return lab_to_rgb(torch.cat([lab[:, :1], ab], dim=1))
 
 
