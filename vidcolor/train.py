@@ -47,8 +47,8 @@ class TrainConfig:
     # back while the cross-entropy keeps the modes that the annealed (T<1) readout picks.
     regress: float = 0.0
     hints: bool = True
-    # Share of training images that get no hints. 0.5 trained both modes equally; a later resume
-    # lowered it to spend more steps on the guided mode, whose gain was short of its target.
+    # Share of training images that get no hints. 0.5 trains both modes equally; session 3 tried
+    # 0.35 and its automatic colour on clips got worse (weights/README.md).
     hint_p_none: float = 0.5
     seed: int = 1234
     eval_every: int = 1000
