@@ -132,14 +132,18 @@ def reel(tmp_path_factory) -> Path:
 def test_ctrl_c_exits_nonzero_and_says_how_to_resume(tmp_path, reel, random_weights):
     out = tmp_path / "out.mp4"
     cmd = cli("video", str(reel), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
-    p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs (`.ci/run &`, nohup) with SIGINT ignored, and Python keeps it
+    # ignored, so the child would never see the Ctrl-C; restore the default as a terminal would.
+    p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     prog = video_progress(out)
     t0 = time.time()
     while prog() < 8 and p.poll() is None and time.time() - t0 < 120:
         time.sleep(0.02)
+    state = f"frames_done={prog()} exited_before_signal={p.poll()} after {time.time() - t0:.1f}s"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 130
+    assert p.returncode == 130, f"{state}; exit {p.returncode}; stderr: {err[-500:]}"
     assert "run the same command again to resume" in err and "Traceback" not in err
     assert not out.exists()
 
