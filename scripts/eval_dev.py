@@ -32,7 +32,7 @@ from vidcolor import data as D
 from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluate import grey_baseline, image_metrics, resize_rgb, short_side_shape, write_json
-from vidcolor.pipeline import DEFAULT_TEMPERATURE
+from vidcolor.defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from vidcolor.train import predict_rgb
 from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
 
@@ -198,8 +198,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="weights file (default: the shipped weights/vidcolor.pt)")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
-    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
-                   help="annealed-mean readout temperature (classifier archs; lower = more vivid)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="annealed-mean readout temperature (classifier archs; lower = more vivid); default: "
+                        f"the product's, {DEFAULT_TEMPERATURE} automatic or {DEFAULT_GUIDED_TEMPERATURE} with --hints")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dev photos (fixed order)")
     p.add_argument("--short-side", type=int, default=256)
     p.add_argument("--hints", type=int, default=0, help="K ground-truth colour points per photo (fixed seed)")
@@ -209,6 +210,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
+    if a.temperature is None:  # as `vidcolor` reads out a frame with and without hints
+        a.temperature = DEFAULT_GUIDED_TEMPERATURE if a.hints else DEFAULT_TEMPERATURE
     try:
         if a.temperature <= 0 or a.short_side < 16 or a.hints < 0 or (a.limit is not None and a.limit < 1):
             raise VidcolorError("need --temperature > 0, --short-side >= 16, --hints >= 0 and --limit >= 1")

@@ -93,3 +93,18 @@ def test_compose_from_predicted_l_equals_compose_from_frames(engine, depth):
     b = engine.compose_batch(frames, pred.ab)
     for x, y in zip(a, b):
         assert x.dtype == y.dtype == frames[0].dtype and np.array_equal(x, y)
+
+
+def test_hinted_frames_take_the_guided_temperature(random_weights):
+    """A frame given hints is read out at the guided temperature, a frame without at the automatic one,
+    also when both are in one batch."""
+    frames = [frame_pattern(i, 80, 60) for i in range(2)]
+    hint = torch.zeros(2, 2, 64, 88)
+    mask = torch.zeros(2, 1, 64, 88)
+    hint[0, :, 30:33, 40:43] = torch.tensor([40.0, -20.0])[:, None, None]
+    mask[0, :, 30:33, 40:43] = 1
+    model = load_model(random_weights)
+    same = Engine(model, "cpu", render_size=64, temperature=0.38, guided_temperature=0.38).predict(frames, hint, mask)
+    warm = Engine(model, "cpu", render_size=64, temperature=0.38, guided_temperature=2.0).predict(frames, hint, mask)
+    assert torch.allclose(same.ab[1], warm.ab[1], atol=1e-5)  # no hints: automatic readout either way
+    assert (same.ab[0] - warm.ab[0]).abs().max().item() > 1e-2

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from .errors import VidcolorError
-from .defaults import DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_TEMPERATURE, DEFAULT_WINDOW
+from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE, DEFAULT_RENDER,
+                       DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
 
 def _on_term(signum: int, frame: Any) -> None:
@@ -51,7 +52,8 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
 
     return Settings(weights=str(kw["weights"]) if kw["weights"] else None, device=kw["device"],
                     batch_size=kw["batch_size"], render_size=kw["render_size"],
-                    temperature=DEFAULT_TEMPERATURE / kw["saturation"], temporal_window=kw["temporal_window"],
+                    temperature=DEFAULT_TEMPERATURE / kw["saturation"],
+                    guided_temperature=DEFAULT_GUIDED_TEMPERATURE / kw["saturation"], temporal_window=kw["temporal_window"],
                     cut_threshold=kw["cut_threshold"], references=tuple(kw["references"]),
                     hints=str(kw["hints"]) if kw["hints"] else None)
 

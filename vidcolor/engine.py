@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_l
 from .data import make_input
-from .defaults import DEFAULT_TEMPERATURE
+from .defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from .errors import VidcolorError
 from .model import Colorizer
 
@@ -56,13 +56,14 @@ class Engine:
     """Batched inference of ab from L at a modest render size."""
 
     def __init__(self, model: Colorizer, device: str | torch.device = "auto", render_size: int = 256,
-                 temperature: float = DEFAULT_TEMPERATURE):
+                 temperature: float = DEFAULT_TEMPERATURE, guided_temperature: float = DEFAULT_GUIDED_TEMPERATURE):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.cuda = self.device.type == "cuda"
         if render_size < 16 or render_size > 4096:
             raise VidcolorError(f"--render-size must be between 16 and 4096, got {render_size}")
         self.render_size = render_size
         self.temperature = temperature
+        self.guided_temperature = guided_temperature  # the readout of frames that are given hints
         self.model = model.eval().to(self.device)
         if not self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -91,6 +92,14 @@ class Engine:
         h, w = render_shape(rgb.shape[-2], rgb.shape[-1], self.render_size)
         return F.interpolate(rgb_to_l(rgb), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
 
+    def readout_temperature(self, hint_mask: torch.Tensor | None) -> float | torch.Tensor:
+        """The automatic temperature, or per frame (N, 1, 1, 1) the guided one where a frame has hints."""
+        if hint_mask is None:
+            return self.temperature
+        hinted = hint_mask.flatten(1).amax(dim=1) > 0
+        t = torch.where(hinted, self.guided_temperature, self.temperature)
+        return t.view(-1, 1, 1, 1)
+
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
                 hint_mask: torch.Tensor | None = None) -> Prediction:
@@ -106,7 +115,7 @@ class Engine:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             out = self.model(x)
-        ab = self.model.decode_ab(out, self.temperature)
+        ab = self.model.decode_ab(out, self.readout_temperature(hint_mask))
         ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         return Prediction(L=L, ab=ab.float().contiguous(), L_full=L_full)
 

@@ -249,17 +249,22 @@ class Colorizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def decode_ab(self, out: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
+    def decode_ab(self, out: torch.Tensor, temperature: float | torch.Tensor = 0.38) -> torch.Tensor:
         """Network output -> ab in Lab units, shape (N, 2, h, w).
 
         For classifiers this is the annealed mean: softmax(log p / T) weighted
         mean of bin centres. T=1 is the (dull) mean, T->0 the (noisy) mode.
+        ``temperature`` may be a tensor of shape (N, 1, 1, 1): one per image.
         """
         if self.kind == "regress":
             return out.float() * getattr(self.net, "ab_scale", AB_SCALE)
         # Bins last: contiguous for channels_last output (the CPU layout), so softmax and the
         # weighted mean run as one row-wise softmax and one matmul (about 2x faster than einsum).
-        logits = out.float().permute(0, 2, 3, 1) * (1.0 / max(temperature, 1e-3))
+        if isinstance(temperature, torch.Tensor):
+            inv = 1.0 / temperature.to(out.device, torch.float32).clamp_min(1e-3)
+        else:
+            inv = 1.0 / max(temperature, 1e-3)
+        logits = out.float().permute(0, 2, 3, 1) * inv
         p = torch.softmax(logits, dim=-1)
         return (p @ self.bins.to(p)).permute(0, 3, 1, 2)
 

@@ -31,7 +31,7 @@ from .temporal import Item, Smoother
 from .weights import default_weights_path, load_model, sha256_file
 
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_SEGMENT,  # noqa: F401
-                       DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
+                       DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Settings:
     batch_size: int = DEFAULT_BATCH
     render_size: int = DEFAULT_RENDER
     temperature: float = DEFAULT_TEMPERATURE
+    guided_temperature: float = DEFAULT_GUIDED_TEMPERATURE  # for frames a reference or pin reaches
     temporal_window: int = DEFAULT_WINDOW
     cut_threshold: float = DEFAULT_CUT_THRESHOLD
     references: tuple[str, ...] = ()  # "FRAME_INDEX=IMAGE" colour keyframes
@@ -51,8 +52,9 @@ class Settings:
     def validate(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1 or self.batch_size > 1024:
             raise VidcolorError(f"--batch-size must be a whole number from 1 to 1024, got {self.batch_size!r}")
-        if not 0.01 <= self.temperature <= 5.0:
-            raise VidcolorError(f"saturation temperature must be between 0.01 and 5, got {self.temperature}")
+        for t in (self.temperature, self.guided_temperature):
+            if not 0.01 <= t <= 5.0:
+                raise VidcolorError(f"saturation temperature must be between 0.01 and 5, got {t}")
         if not 0.0 <= self.cut_threshold <= 1.0:
             raise VidcolorError(f"--cut-threshold must be between 0 and 1, got {self.cut_threshold}")
         if self.temporal_window < 0 or self.temporal_window > 64:
@@ -80,7 +82,8 @@ def _prepare(settings: Settings) -> tuple[Engine, Smoother, str]:
     settings.validate()
     wpath = Path(settings.weights) if settings.weights else default_weights_path()
     model = load_model(wpath)
-    engine = OomGuard(Engine(model, settings.device, settings.render_size, settings.temperature))
+    engine = OomGuard(Engine(model, settings.device, settings.render_size, settings.temperature,
+                             settings.guided_temperature))
     smoother = Smoother(settings.temporal_window, settings.cut_threshold)
     return engine, smoother, sha256_file(wpath)
 
@@ -89,7 +92,8 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
     return {"weights_sha256": weights_sha, "device": engine.device.type, "batch_size": settings.batch_size,
             "render_size": settings.render_size, "temperature": settings.temperature,
             "temporal_window": settings.temporal_window, "cut_threshold": settings.cut_threshold,
-            **({"guides": guide_spec(list(settings.references), settings.hints)}
+            **({"guides": guide_spec(list(settings.references), settings.hints),
+                "guided_temperature": settings.guided_temperature}
                if settings.references or settings.hints else {}), **extra}
 
 
