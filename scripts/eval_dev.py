@@ -69,15 +69,9 @@ def point_hints(ab: torch.Tensor, k: int, rng: np.random.Generator) -> tuple[tor
     Same patch model as :func:`vidcolor.data.simulate_hints`, but with a fixed
     count so that every photo gets the same help.
     """
-    _, _, h, w = ab.shape
     hint = torch.zeros_like(ab)
-    mask = torch.zeros(1, 1, h, w, dtype=ab.dtype)
-    for _ in range(k):
-        p = int(rng.integers(1, 5))
-        y = int(rng.integers(0, h - p + 1))
-        x = int(rng.integers(0, w - p + 1))
-        hint[0, :, y:y + p, x:x + p] = ab[0, :, y:y + p, x:x + p].mean(dim=(1, 2), keepdim=True)
-        mask[0, :, y:y + p, x:x + p] = 1.0
+    mask = torch.zeros(1, 1, *ab.shape[-2:], dtype=ab.dtype)
+    D.add_patches(ab, hint, mask, 0, k, rng)
     return hint, mask
 
 

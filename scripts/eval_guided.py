@@ -33,6 +33,21 @@ def frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
+DISTANCES = (0, 1, 2, 5, 10, 25, 50, 75, 100, 150)
+
+
+def distance_table(results: dict) -> str:
+    """Mean PSNR over the clips that reach each distance from the reference (frame 0)."""
+    lines = ["distance  clips  automatic  reference   gain"]
+    for d in DISTANCES:
+        rows = [r for r in results.values() if d < len(r["curve_auto"])]
+        if rows:
+            au = float(np.mean([r["curve_auto"][d] for r in rows]))
+            re = float(np.mean([r["curve_reference"][d] for r in rows]))
+            lines.append(f"{d:8d}  {len(rows):5d}  {au:9.2f}  {re:9.2f}  {re - au:+6.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=Path, default=REPO.parent / "shared/data/clips")
@@ -72,6 +87,7 @@ def main() -> None:
                                               outs["reference"][50], gt[50]], axis=1))
     gains = [r["gain_db"] for r in results.values()]
     print(f"mean gain over {len(gains)} clips: {np.mean(gains):+.2f} dB (per-frame PSNR averaged per clip)")
+    print(distance_table(results))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     if a.strip and strip_rows:

@@ -108,14 +108,21 @@ def simulate_hints(ab: torch.Tensor, rng: np.random.Generator, p_none: float = 0
     for i in range(n):
         if rng.random() < p_none:
             continue
-        k = min(int(rng.geometric(1.0 / mean_points)), max_points)
-        for _ in range(k):
-            p = int(rng.integers(1, 5))
-            y = int(rng.integers(0, h - p + 1))
-            x = int(rng.integers(0, w - p + 1))
-            hint[i, :, y:y + p, x:x + p] = ab[i, :, y:y + p, x:x + p].mean(dim=(1, 2), keepdim=True)
-            mask[i, :, y:y + p, x:x + p] = 1.0
+        add_patches(ab, hint, mask, i, min(int(rng.geometric(1.0 / mean_points)), max_points), rng)
     return hint, mask
+
+
+def add_patches(ab: torch.Tensor, hint: torch.Tensor, mask: torch.Tensor, i: int, k: int,
+                rng: np.random.Generator) -> None:
+    """Put ``k`` random 1-4 px patches of image ``i``'s ground-truth ab (each the patch's mean)
+    into ``hint`` and ``mask``, in place. The one patch model of training and evaluation."""
+    _, _, h, w = ab.shape
+    for _ in range(k):
+        p = int(rng.integers(1, 5))
+        y = int(rng.integers(0, h - p + 1))
+        x = int(rng.integers(0, w - p + 1))
+        hint[i, :, y:y + p, x:x + p] = ab[i, :, y:y + p, x:x + p].mean(dim=(1, 2), keepdim=True)
+        mask[i, :, y:y + p, x:x + p] = 1.0
 
 
 def make_batch(images: list[np.ndarray], probs: np.ndarray, batch: int, size: int,
