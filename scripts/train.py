@@ -33,17 +33,22 @@ def main() -> None:
                    help="weight of the Huber term on the mean ab (default 0; on resume, changes the saved value)")
     p.add_argument("--hint-p-none", type=float, default=None,
                    help="share of training images given no hints (default 0.5; on resume, changes the saved value)")
+    p.add_argument("--rebalance", type=float, default=None,
+                   help="class-rebalancing lambda: 0 = full, 1 = none (default 0.5; on resume, changes the saved "
+                        "value and recomputes the prior)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
                       max_steps=a.max_steps or 60_000, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads,
                       regress=a.regress or 0.0,
+                      rebalance=TrainConfig.rebalance if a.rebalance is None else a.rebalance,
                       hint_p_none=TrainConfig.hint_p_none if a.hint_p_none is None else a.hint_p_none)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(a.resume_from, ckpt_path)  # train() then resumes from it as from its own
-    overrides = {k: v for k, v in (("regress", a.regress), ("max_steps", a.max_steps), ("hint_p_none", a.hint_p_none))
+    overrides = {k: v for k, v in (("regress", a.regress), ("max_steps", a.max_steps), ("hint_p_none", a.hint_p_none),
+                                          ("rebalance", a.rebalance))
                  if v is not None}
     ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, overrides=overrides)
     if a.export:

@@ -67,3 +67,8 @@ def test_resume_equals_uninterrupted_and_records_overrides(tiny_photos, tmp_path
     st = torch.load(train(cfg, steps=1, progress=False, overrides={"hint_p_none": 0.2}), weights_only=True)
     assert st["train_config"]["hint_p_none"] == 0.2
     assert {"step": 4, "changed": {"hint_p_none": 0.2}}.items() <= st["history"][-1].items()
+    # a new rebalancing lambda brings its own prior: with none (1.0) every class weighs the same
+    st2 = torch.load(train(cfg, steps=1, progress=False, overrides={"rebalance": 1.0}), weights_only=True)
+    assert st2["train_config"]["rebalance"] == 1.0
+    assert not torch.allclose(st["rebalance"], st2["rebalance"])
+    assert torch.allclose(st2["rebalance"], st2["rebalance"][0].expand_as(st2["rebalance"]), rtol=1e-4)

@@ -202,6 +202,8 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         ema.load_state_dict(state["ema"])
         optim.load_state_dict(state["optimizer"])
         rebal = state.get("rebalance")
+        if "rebalance" in changed and model.kind == "classify":  # a new lambda needs its own prior
+            rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
     else:
         ema.load_state_dict(model.state_dict())
         if model.kind == "classify":
