@@ -38,18 +38,15 @@ def main() -> None:
                         "value and recomputes the prior)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
+    # settings given on the command line; the rest keep TrainConfig's defaults (or, on resume, the saved values)
+    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance")
+                 if getattr(a, k) is not None}
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
-                      max_steps=a.max_steps or 60_000, eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads,
-                      regress=a.regress or 0.0,
-                      rebalance=TrainConfig.rebalance if a.rebalance is None else a.rebalance,
-                      hint_p_none=TrainConfig.hint_p_none if a.hint_p_none is None else a.hint_p_none)
+                      eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, **overrides)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(a.resume_from, ckpt_path)  # train() then resumes from it as from its own
-    overrides = {k: v for k, v in (("regress", a.regress), ("max_steps", a.max_steps), ("hint_p_none", a.hint_p_none),
-                                          ("rebalance", a.rebalance))
-                 if v is not None}
     ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, overrides=overrides)
     if a.export:
         export_weights(ckpt, a.export)

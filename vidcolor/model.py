@@ -260,11 +260,8 @@ class Colorizer(nn.Module):
             return out.float() * getattr(self.net, "ab_scale", AB_SCALE)
         # Bins last: contiguous for channels_last output (the CPU layout), so softmax and the
         # weighted mean run as one row-wise softmax and one matmul (about 2x faster than einsum).
-        if isinstance(temperature, torch.Tensor):
-            inv = 1.0 / temperature.to(out.device, torch.float32).clamp_min(1e-3)
-        else:
-            inv = 1.0 / max(temperature, 1e-3)
-        logits = out.float().permute(0, 2, 3, 1) * inv
+        t = torch.as_tensor(temperature, dtype=torch.float32, device=out.device).clamp_min(1e-3)
+        logits = out.float().permute(0, 2, 3, 1) * t.reciprocal()
         p = torch.softmax(logits, dim=-1)
         return (p @ self.bins.to(p)).permute(0, 3, 1, 2)
 

@@ -196,18 +196,15 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     images = D.load_images(data_dir, train_items, progress)
     dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
     probs = D.source_weights(train_items)
-    rebal = None
+    rebal = state.get("rebalance") if state else None
     if state:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optim.load_state_dict(state["optimizer"])
-        rebal = state.get("rebalance")
-        if "rebalance" in changed and model.kind == "classify":  # a new lambda needs its own prior
-            rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
     else:
         ema.load_state_dict(model.state_dict())
-        if model.kind == "classify":
-            rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
+    if model.kind == "classify" and (state is None or "rebalance" in changed):  # a new lambda needs its own prior
+        rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
     step = state["step"] if state else 0
     wall = state["wall_seconds"] if state else 0.0
     history = state["history"] if state else []
