@@ -38,14 +38,16 @@ from vidcolor.weights import default_weights_path, load_checkpoint, load_model, 
 
 REPO = Path(__file__).resolve().parent.parent
 HINT_SEED = 2024
-METRICS = ("psnr", "ssim", "colorfulness_ratio", "auc")
+METRICS = ("psnr", "ssim", "colorfulness_ratio", "auc", "false_colour")
 
 
-def dev_items(data_dir: Path, limit: int | None) -> list[D.Item]:
-    """The dev split in a fixed, source-mixing order, optionally cut to ``limit`` photos."""
+def dev_items(data_dir: Path, limit: int | None, split: str = "dev") -> list[D.Item]:
+    """The dev split (or, with ``split="all"``, every photo: the test split of
+    ``scripts/build_test_split.py``) in a fixed, source-mixing order, optionally cut to ``limit``."""
     if not (data_dir / "train").is_dir():
         raise VidcolorError(f"no train/ folder in {data_dir} (use --data-dir)")
-    _, dev = D.split(D.read_manifest(data_dir))
+    items = D.read_manifest(data_dir)
+    dev = items if split == "all" else D.split(items)[1]
     dev.sort(key=lambda it: hashlib.sha1(it.file.encode()).hexdigest())
     return dev[:limit] if limit else dev
 
@@ -80,7 +82,7 @@ def summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     gt_cf = float(np.mean([r["gt_colorfulness"] for r in rows]))
     for who in ("pred", "grey"):
-        m = {k: float(np.mean([r[f"{who}_{k}"] for r in rows])) for k in ("psnr", "ssim", "auc", "colorfulness")}
+        m = {k: float(np.mean([r[f"{who}_{k}"] for r in rows])) for k in ("psnr", "ssim", "auc", "colorfulness", "false_colour")}
         m["colorfulness_ratio"] = m["colorfulness"] / gt_cf if gt_cf > 0 else float("nan")
         out[who] = m
     return out
@@ -127,7 +129,7 @@ def run(a: argparse.Namespace) -> dict:
     weights = Path(a.weights) if a.weights else default_weights_path()
     model = load_model(weights)
     state = load_checkpoint(weights)
-    items = dev_items(Path(a.data_dir), a.limit)
+    items = dev_items(Path(a.data_dir), a.limit, a.split)
     sheet_names = pick_sheet(items, a.sheet_count) if a.sheet else set()
     sheet_rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     rows: list[dict] = []
@@ -173,12 +175,13 @@ def run(a: argparse.Namespace) -> dict:
 def format_report(r: dict) -> str:
     """Overall, over-sources and per-source means as a table."""
     head = (f"{'':<20}{'n':>5}  {'PSNR':>7}{'grey':>7}  {'SSIM':>7}{'grey':>7}  {'colour':>7}{'grey':>7}"
-            f"  {'AuC':>7}{'grey':>7}")
+            f"  {'AuC':>7}{'grey':>7}  {'false%':>7}")
 
     def line(name: str, n: int | str, m: dict) -> str:
         p, g = m["pred"], m["grey"]
         return (f"{name:<20}{n:>5}  {p['psnr']:>7.2f}{g['psnr']:>7.2f}  {p['ssim']:>7.4f}{g['ssim']:>7.4f}  "
-                f"{p['colorfulness_ratio']:>7.3f}{g['colorfulness_ratio']:>7.3f}  {p['auc']:>7.4f}{g['auc']:>7.4f}")
+                f"{p['colorfulness_ratio']:>7.3f}{g['colorfulness_ratio']:>7.3f}  {p['auc']:>7.4f}{g['auc']:>7.4f}"
+                f"  {100 * p['false_colour']:>7.2f}")
 
     out = [f"dev eval: {r['weights']} (arch {r['arch']}, step {r['step']}), T={r['temperature']}, "
            f"hints={r['hints']}, {r['seconds']} s",
@@ -195,6 +198,8 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="annealed-mean readout temperature (classifier archs; lower = more vivid); default: "
                         f"the product's, {DEFAULT_TEMPERATURE} automatic or {DEFAULT_GUIDED_TEMPERATURE} with --hints")
+    p.add_argument("--split", choices=("dev", "all"), default="dev",
+                   help="dev: the 1-in-20 dev split of --data-dir; all: every photo in it (the test split)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dev photos (fixed order)")
     p.add_argument("--short-side", type=int, default=256)
     p.add_argument("--hints", type=int, default=0, help="K ground-truth colour points per photo (fixed seed)")

