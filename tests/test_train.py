@@ -72,3 +72,22 @@ def test_resume_equals_uninterrupted_and_records_overrides(tiny_photos, tmp_path
     assert st2["train_config"]["rebalance"] == 1.0
     assert not torch.allclose(st["rebalance"], st2["rebalance"])
     assert torch.allclose(st2["rebalance"], st2["rebalance"][0].expand_as(st2["rebalance"]), rtol=1e-4)
+
+
+def test_export_prior_alpha_takes_back_rebalancing_at_readout(tiny_photos, tmp_path):
+    from vidcolor.train import export_weights
+    from vidcolor.weights import load_model
+
+    ckpt = train(_cfg(tiny_photos, tmp_path / "r"), steps=1, progress=False)
+    export_weights(ckpt, tmp_path / "plain.pt")
+    export_weights(ckpt, tmp_path / "taken.pt", prior_alpha=1.0)
+    plain, taken = load_model(tmp_path / "plain.pt"), load_model(tmp_path / "taken.pt")
+    w = torch.load(ckpt, weights_only=True)["rebalance"]
+    assert torch.allclose(taken.readout_bias, w.log())
+    assert (plain.readout_bias == 0).all()
+    # logits that favour the most up-weighted (rarest) bin only by its own rebalancing weight:
+    # after taking the rebalancing back, every bin is equally likely, so the mean is the bins' mean
+    logits = w.log().view(1, -1, 1, 1).expand(1, -1, 2, 2).clone()
+    mean = taken.bins.mean(0)
+    assert torch.allclose(taken.decode_ab(logits, 1.0)[0, :, 0, 0], mean, atol=1e-4)
+    assert not torch.allclose(plain.decode_ab(logits, 1.0)[0, :, 0, 0], mean, atol=1.0)

@@ -243,6 +243,11 @@ class Colorizer(nn.Module):
             bins = in_gamut_bins(config.get("bin_step", 10.0))
             kwargs["n_bins"] = len(bins)
             self.register_buffer("bins", bins, persistent=False)
+            # Subtracted from the logits before the readout: alpha * log(w), w the class-rebalancing
+            # loss weights the model was trained with. Rebalancing inflates rare, vivid bins (it is
+            # what paints grey walls orange); taking part of it back at readout removes most of those
+            # blotches. Zero (no change) unless the weights file carries one (weights.load_model).
+            self.register_buffer("readout_bias", torch.zeros(len(bins)), persistent=False)
         self.net = _CLASSES[arch](**kwargs)
         self.kind = self.net.kind
 
@@ -261,7 +266,7 @@ class Colorizer(nn.Module):
         # Bins last: contiguous for channels_last output (the CPU layout), so softmax and the
         # weighted mean run as one row-wise softmax and one matmul (about 2x faster than einsum).
         t = torch.as_tensor(temperature, dtype=torch.float32, device=out.device).clamp_min(1e-3)
-        logits = out.float().permute(0, 2, 3, 1) * t.reciprocal()
+        logits = (out.float().permute(0, 2, 3, 1) - self.readout_bias.to(out.device)) * t.reciprocal()
         p = torch.softmax(logits, dim=-1)
         return (p @ self.bins.to(p)).permute(0, 3, 1, 2)
 

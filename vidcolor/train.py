@@ -276,9 +276,19 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     return ckpt_path
 
 
-def export_weights(ckpt_path: Path, dest: Path) -> None:
-    """Write the slim inference file: config + EMA weights + training facts."""
+def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0) -> None:
+    """Write the slim inference file: config + EMA weights + training facts.
+
+    ``prior_alpha`` > 0 stores ``prior_alpha * log(w)`` of the rebalancing weights ``w`` as the
+    model's readout bias (:class:`vidcolor.model.Colorizer`): the share of class rebalancing
+    that the readout takes back. Choose it on the dev split (``scripts/eval_dev.py --prior-alpha``).
+    """
     st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     obj = {"config": st["config"], "model": st["ema"], "step": st["step"],
            "wall_seconds": st["wall_seconds"], "train_config": st["train_config"], "history": st["history"]}
+    if prior_alpha > 0:
+        if st.get("rebalance") is None:
+            raise ValueError(f"{ckpt_path} holds no rebalancing weights to take back")
+        obj["readout_bias"] = prior_alpha * st["rebalance"].float().log()
+        obj["prior_alpha"] = prior_alpha
     save_atomic(obj, dest)
