@@ -88,18 +88,19 @@ def summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def make_sheet(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path, height: int = 160) -> None:
-    """Contact sheet: one photo per row, columns grey | ours | truth, all at ``height`` px."""
+def make_sheet(rows: list[tuple], path: Path, height: int = 160) -> None:
+    """Contact sheet: one photo per row ``(name, image, image, ...)``, e.g. grey | ours | truth,
+    all at ``height`` px."""
     from skimage import io
 
     gap = 4
     lines = []
-    for _, grey, ours, truth in rows:
-        h, w = truth.shape[:2]
+    for _, *images in rows:
+        h, w = images[-1].shape[:2]
         shape = (height, max(1, round(w * height / h)))
-        tiles = [resize_rgb(x, shape) for x in (grey, ours, truth)]
         sep = np.full((height, gap, 3), 255, np.uint8)
-        lines.append(np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], axis=1))
+        tiles = [t for x in images for t in (resize_rgb(x, shape), sep)][:-1]
+        lines.append(np.concatenate(tiles, axis=1))
     width = max(x.shape[1] for x in lines)
     canvas = np.full((len(lines) * (height + gap) - gap, width, 3), 255, np.uint8)
     for i, line in enumerate(lines):
