@@ -99,15 +99,18 @@ class Job:
 class VideoJob(Job):
     """Segments of a video job, in a hidden folder beside OUTPUT."""
 
-    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False):
-        self.dir = output.parent / f".{output.name}.vidcolor-job"
+    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False, manifest: str = "manifest.json"):
+        self.dir = job_dir(output)
         if restart and self.dir.exists():
             shutil.rmtree(self.dir)
-        super().__init__(self.dir / "manifest.json", spec, restart=False)
+        super().__init__(self.dir / manifest, spec, restart=False)
         self.dir.mkdir(parents=True, exist_ok=True)
-        for p in self.dir.glob("*.tmp*"):  # a torn segment or manifest from a kill: never trusted
-            p.unlink()
+        for p in self._torn_files():  # a torn segment or manifest from a kill: never trusted
+            p.unlink(missing_ok=True)
         self._check_segments()
+
+    def _torn_files(self) -> list[Path]:
+        return list(self.dir.glob("*.tmp*"))
 
     def _check_segments(self) -> None:
         """Drop manifest entries whose file is gone (e.g. deleted by hand), and all after them."""
@@ -138,7 +141,7 @@ class VideoJob(Job):
         self.state["frames_done"] = start + frames
         self.save()
 
-    def mark_complete(self, total: int) -> None:
+    def mark_complete(self, total: int | None) -> None:
         self.state["complete"] = True
         self.state["total_frames"] = total
         self.save()
@@ -149,3 +152,68 @@ class VideoJob(Job):
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def job_dir(output: Path) -> Path:
+    """The hidden checkpoint folder of a video job for ``output``."""
+    return output.parent / f".{output.name}.vidcolor-job"
+
+
+class ChunkJob(VideoJob):
+    """Segments ``first`` to ``stop - 1`` (``stop`` None: to the end) of a video job, done by one worker.
+
+    Chunks of one output share its job folder, each with its own manifest
+    (``chunk_FIRST.json``) and segment files, so workers never write the same
+    file; :func:`merge_chunks` then writes the job's manifest for the final mux.
+    """
+
+    def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None):
+        self.first, self.stop = first, stop
+        super().__init__(output, {**spec, "chunk": [first, stop]}, manifest=chunk_manifest_name(first))
+
+    def _torn_files(self) -> list[Path]:
+        # only this chunk's own: the other chunks' temporary files may be in the middle of being written
+        own = [p for p in self.dir.glob("seg_*.tmp.mp4")
+               if int(p.name[4:10]) >= self.first and (self.stop is None or int(p.name[4:10]) < self.stop)]
+        return own + list(self.dir.glob(self.manifest_path.name + ".tmp"))
+
+
+def chunk_manifest_name(first: int) -> str:
+    return f"chunk_{first:06d}.json"
+
+
+def merge_chunks(output: Path, firsts: list[int]) -> None:
+    """Write the manifest of ``output``'s job from its finished chunks (starting at segments ``firsts``).
+
+    The result is the manifest one uninterrupted run would have left before
+    its final mux: every segment in order, the decode report of a chunk that
+    read to the end of the input (it decoded the whole file), and the total.
+    """
+    d = job_dir(output)
+    states = []
+    for first in sorted(firsts):
+        path = d / chunk_manifest_name(first)
+        try:
+            states.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            raise VidcolorError(f"chunk checkpoint {path} is missing or unreadable; run the batch again") from None
+    specs = [{k: v for k, v in st["spec"].items() if k != "chunk"} for st in states]
+    if any(sp != specs[0] for sp in specs) or not all(st.get("complete") for st in states):
+        raise VidcolorError(f"the chunks of {output} are unfinished or were made with different settings; "
+                            f"run the batch again")
+    segments: list[dict[str, Any]] = []
+    ended = [st for st in states if "decode_report" in st]
+    if not ended:
+        raise VidcolorError(f"no chunk of {output} read its input to the end; run the batch again")
+    for st in states[:states.index(ended[0]) + 1]:
+        segments += st["segments"]
+    if segments and segments[0]["start"] != 0:
+        raise VidcolorError(f"the first chunk of {output} is missing; run the batch again")
+    for prev, seg in zip(segments, segments[1:]):
+        if seg["start"] != prev["start"] + prev["frames"]:
+            raise VidcolorError(f"the chunks of {output} leave a gap at frame {prev['start'] + prev['frames']}; "
+                                f"run the batch again")
+    total = segments[-1]["start"] + segments[-1]["frames"] if segments else 0
+    write_json_atomic(d / "manifest.json", {"version": MANIFEST_VERSION, "spec": specs[0], "segments": segments,
+                                            "frames_done": total, "decode_report": ended[0]["decode_report"],
+                                            "complete": True, "total_frames": total})

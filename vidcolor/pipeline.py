@@ -25,7 +25,7 @@ from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_form
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
-from .job import Job, VideoJob, file_identity, folder_identity
+from .job import ChunkJob, Job, VideoJob, file_identity, folder_identity
 from .prefetch import Prefetcher
 from .temporal import Item, Smoother
 from .weights import default_weights_path, load_model, sha256_file
@@ -194,6 +194,11 @@ def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[It
         i = j
 
 
+def segment_length(segment_frames: int, batch_size: int) -> int:
+    """Frames per checkpointed segment: ``segment_frames`` rounded down to whole batches."""
+    return max(segment_frames // batch_size, 1) * batch_size
+
+
 def _warm_start(start: int, warmup: int, batch_size: int) -> int:
     """First frame to predict when resuming at ``start``: aligned to a batch boundary."""
     return max(0, (start - warmup) // batch_size * batch_size) if start > 0 else 0
@@ -229,8 +234,12 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                    encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-                   deinterlace: bool = False) -> Result:
+                   deinterlace: bool = False, chunk: tuple[int, int | None] | None = None) -> Result:
     """Colorize the video ``input`` into ``output``, resuming an interrupted job for the same command.
+
+    ``chunk=(first, stop)`` only computes segments ``first`` to ``stop - 1``
+    (``stop`` None: to the end) into the job folder and writes no ``output``;
+    :mod:`vidcolor.chunks` runs chunks on many workers and joins them.
 
     The output keeps the input's frame count, pts, time_base, size, sample
     aspect ratio, bit depth (where the codec allows) and display matrix
@@ -248,11 +257,11 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     check_codec(encode)
     check_output_format(dest, fmt, info, encode)
     engine, smoother, wsha = _prepare(settings)
-    seg_len = max(segment_frames // settings.batch_size, 1) * settings.batch_size
+    seg_len = segment_length(segment_frames, settings.batch_size)
     spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
                  high_depth=info.bit_depth > 8, **({"deinterlace": True} if deinterlace else {}))
-    job = VideoJob(dest, spec, restart=restart)
-    start = job.frames_done
+    job = VideoJob(dest, spec, restart=restart) if chunk is None else ChunkJob(dest, spec, *chunk)
+    start = max(job.frames_done, chunk[0] * seg_len if chunk else 0)
     res = Result(resumed_at=start)
     t0 = time.time()
     if job.resumed:
@@ -262,7 +271,10 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                        lambda: ((f.index, f.image) for f in iter_frames(src, info.bit_depth > 8,
                                                                                  deinterlace=deinterlace)))
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
-                         guides, deinterlace)
+                         guides, deinterlace, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None)
+    if chunk is not None:
+        res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
+        return res
     report = DecodeReport(**job.state.get("decode_report", {}))
     if job.state.get("total_frames", 0) == 0:
         job.remove()
@@ -306,7 +318,9 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
 
 def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
                      encode: EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
-                     res: Result, guides: dict | None = None, deinterlace: bool = False) -> None:
+                     res: Result, guides: dict | None = None, deinterlace: bool = False,
+                     stop: int | None = None) -> None:
+    """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given)."""
     warm = _warm_start(start, smoother.warmup, settings.batch_size)
     if job.state.get("oom_batch_limit"):
         # an earlier run ran out of memory and split its batches; split them the same way here so
@@ -315,13 +329,26 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     report = DecodeReport()
     frames = Prefetcher(iter_frames(src, high_depth=info.bit_depth > 8, report=report,
                                                     deinterlace=deinterlace), maxsize=2 * settings.batch_size)
-    gen = ((f.index, f.image, f.pts) for f in frames if f.index >= warm)
+    # a chunk reads on past ``stop`` (to a batch boundary) for the smoother's look-ahead, so its last
+    # frames, and every batch, are computed exactly as in one uninterrupted run
+    feed_end = None if stop is None else -(-(stop + smoother.warmup) // settings.batch_size) * settings.batch_size
+    at_end: list[bool] = []
+
+    def gen() -> Iterator[tuple[int, np.ndarray, Any]]:
+        for f in frames:
+            if feed_end is not None and f.index >= feed_end:
+                return
+            if f.index >= warm:
+                yield f.index, f.image, f.pts
+        at_end.append(True)
     writer: SegmentWriter | None = None
     seg_start = start
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
     try:
-        for item, rgb in stream_colour(engine, smoother, gen, settings.batch_size, start, guides):
+        for item, rgb in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides):
+            if stop is not None and item.index >= stop:
+                break
             k = item.index // seg_len
             if writer is None:
                 seg_start = k * seg_len
@@ -339,8 +366,9 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             writer.close()
             job.commit_segment(last // seg_len, seg_start, writer.frames)
             writer = None
-        job.state["decode_report"] = report.as_dict()  # a resume that has nothing left to decode still reports it
-        job.mark_complete(last + 1)
+        if at_end:  # only a run that read to the end has the whole decode report and the total
+            job.state["decode_report"] = report.as_dict()  # a resume with nothing left to decode still reports it
+        job.mark_complete(last + 1 if at_end else None)
     except KeyboardInterrupt:
         if writer is not None:
             writer.abort()  # left as a .tmp file, which a resume deletes

@@ -1,0 +1,95 @@
+"""Long reels in chunks: split one video job into runs of whole segments that
+separate workers colour at the same time, then join them with the usual final mux.
+
+A chunk is a range of segments ``[first, stop)`` (``stop`` None: to the end of
+the film). Each chunk starts at a segment boundary, re-predicts the frames the
+temporal smoother needs before it (as a resumed run does) and reads on past
+its end for the smoother's look-ahead, so every frame is computed exactly as
+in one uninterrupted run. The segments are written into the output's job
+folder, so the result is the same file a single machine would write, frame
+for frame. A killed chunk resumes from its own last finished segment.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import videoio
+from .defaults import DEFAULT_SEGMENT
+from .encode import EncodeOptions
+from .job import job_dir, merge_chunks
+from .pipeline import Result, Settings, colorize_video, segment_length
+
+Chunk = tuple[int, "int | None"]
+DEFAULT_CHUNK = 2400  # frames: ten default segments, 100 s of film at 24 fps
+
+
+@dataclass
+class VideoTask:
+    """Everything a worker needs to colour one video (picklable, for worker processes and Ray)."""
+
+    input: Path
+    output: Path
+    settings: Settings = field(default_factory=Settings)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    segment_frames: int = DEFAULT_SEGMENT
+    deinterlace: bool = False
+    overwrite: bool = False
+    restart: bool = False
+
+    def run(self, chunk: Chunk | None = None, restart: bool | None = None) -> Result:
+        """Colour the whole video (``chunk`` None) or one chunk of it."""
+        return colorize_video(self.input, self.output, self.settings, self.encode, overwrite=self.overwrite,
+                              restart=self.restart if restart is None else restart,
+                              segment_frames=self.segment_frames, progress=False, log=lambda s: None,
+                              deinterlace=self.deinterlace, chunk=chunk)
+
+
+def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
+    """Segment ranges of about ``chunk_frames`` frames each; the last runs to the end of the film.
+
+    ``frames`` is the container's estimate; it need not be exact, because the
+    last chunk reads to the end and chunks past the end are simply empty."""
+    per = max(chunk_frames // seg_len, 1)
+    segments = -(-max(frames, 0) // seg_len)
+    firsts = list(range(0, segments, per))
+    if len(firsts) < 2:
+        return [(0, None)]
+    return [(a, b) for a, b in zip(firsts, firsts[1:])] + [(firsts[-1], None)]
+
+
+def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
+    """How to split ``task``: one chunk when it is short, when its frame count is unknown, or when an
+    unchunked job for it is already under way (it is resumed as it was started)."""
+    if (job_dir(task.output) / "manifest.json").exists() and not task.restart:
+        return [(0, None)]
+    try:
+        frames = videoio.probe(task.input).frames
+    except Exception:  # noqa: BLE001  the run itself reports what is wrong with the input, per file
+        return [(0, None)]
+    return plan_chunks(frames, segment_length(task.segment_frames, task.settings.batch_size), chunk_frames)
+
+
+def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
+    """Before the chunks start: ``--restart`` discards the old job here, once, not in each chunk."""
+    if len(chunks) > 1 and task.restart:
+        shutil.rmtree(job_dir(task.output), ignore_errors=True)
+
+
+def join(task: VideoTask, chunks: list[Chunk]) -> Result:
+    """After every chunk is done: write the job's manifest from them, then run the final mux."""
+    merge_chunks(task.output, [c[0] for c in chunks])
+    return task.run(restart=False)
+
+
+def colorize_chunked(task: VideoTask, chunk_frames: int = DEFAULT_CHUNK) -> Result:
+    """Colour ``task`` chunk by chunk in this process (what the Ray path does across workers)."""
+    chunks = chunks_for(task, chunk_frames)
+    if len(chunks) == 1:
+        return task.run()
+    prepare(task, chunks)
+    seconds = sum(task.run(c, restart=False).seconds for c in chunks)
+    res = join(task, chunks)
+    res.seconds += seconds
+    return res
