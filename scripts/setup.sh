@@ -11,7 +11,8 @@ TEST=0
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 if [ "$TEST" = 1 ]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+    # Ray too: the tests run `vidcolor batch --ray` on a local Ray (the plain commands never need it)
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,ray]"
     # The real-input tests make their files with the ffmpeg command, as users' files are made.
     if ! command -v ffmpeg >/dev/null; then
         if [ "$(id -u)" = 0 ]; then

@@ -108,10 +108,14 @@ class _Group(click.Group):
             from .evaluate import eval_cmd
 
             return eval_cmd
+        if name == "batch":  # in a module of its own, like its library code
+            from .batch_cli import batch_cmd
+
+            return batch_cmd
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "eval"])
+        return sorted([*super().list_commands(ctx), "batch", "eval"])
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,18 +124,29 @@ def main() -> None:
     """Bring colour to black-and-white film."""
 
 
+def video_options(f):  # noqa: ANN001, ANN201
+    """Options of `video` (and of `batch`, for its videos)."""
+    opts = [
+        click.option("--codec", default="libx264", show_default=True, help="Video encoder (ffmpeg name)."),
+        click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Constant rate factor."),
+        click.option("--preset", default="medium", show_default=True, help="Encoder preset."),
+        click.option("--pix-fmt", default=None,
+                     help="Output pixel format (default yuv420p, or yuv420p10le for >8-bit input)."),
+        click.option("--segment-frames", type=click.IntRange(8, 100_000), default=240, show_default=True,
+                     help="Frames per checkpointed segment."),
+        click.option("--deinterlace", is_flag=True, help="Blend each frame's two fields before colouring "
+                     "(for interlaced input; keeps count and timing)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
 @main.command()
 @click.argument("input", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
 @common
-@click.option("--codec", default="libx264", show_default=True, help="Video encoder (ffmpeg name).")
-@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Constant rate factor.")
-@click.option("--preset", default="medium", show_default=True, help="Encoder preset.")
-@click.option("--pix-fmt", default=None, help="Output pixel format (default yuv420p, or yuv420p10le for >8-bit input).")
-@click.option("--segment-frames", type=click.IntRange(8, 100_000), default=240, show_default=True,
-              help="Frames per checkpointed segment.")
-@click.option("--deinterlace", is_flag=True,
-              help="Blend each frame's two fields before colouring (for interlaced input; keeps count and timing).")
+@video_options
 def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt: str | None,
           segment_frames: int, deinterlace: bool, **kw: Any) -> None:
     """Colorize the video INPUT into OUTPUT (container from OUTPUT's extension), keeping its audio."""

@@ -221,6 +221,17 @@ def _check_output(src: Path, dest: Path, overwrite: bool) -> None:
         raise VidcolorError(f"output exists: {dest}; use --overwrite to replace it")
 
 
+def make_output_folder(dest: Path) -> None:
+    """Create the output folder ``dest`` if missing, and check that it is a writable folder."""
+    if dest.exists() and not dest.is_dir():
+        raise VidcolorError(f"output exists and is not a folder: {dest}")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidcolorError(f"cannot create output folder {dest}: {e.strerror or e}") from None
+    _check_writable(dest)
+
+
 def _check_writable(folder: Path) -> None:
     """Create and drop a file there: unlike os.access this also catches read-only mounts, and root."""
     try:
@@ -262,7 +273,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                  high_depth=info.bit_depth > 8, **({"deinterlace": True} if deinterlace else {}))
     job = VideoJob(dest, spec, restart=restart) if chunk is None else ChunkJob(dest, spec, *chunk)
     start = max(job.frames_done, chunk[0] * seg_len if chunk else 0)
-    res = Result(resumed_at=start)
+    res = Result(resumed_at=job.frames_done)  # a chunk that starts later is not a resume
     t0 = time.time()
     if job.resumed:
         log(f"resuming at frame {start:,} of {info.frames:,}" if info.frames else f"resuming at frame {start:,}")
@@ -391,13 +402,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     files = frameio.list_frames(src)
     if dest.exists() and dest.resolve() == src.resolve():
         raise VidcolorError(f"output folder is the input folder: {dest}; choose another")
-    if dest.exists() and not dest.is_dir():
-        raise VidcolorError(f"output exists and is not a folder: {dest}")
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidcolorError(f"cannot create output folder {dest}: {e.strerror or e}") from None
-    _check_writable(dest)
+    make_output_folder(dest)
     engine, smoother, wsha = _prepare(settings)
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
     manifest = dest / ".vidcolor-job.json"

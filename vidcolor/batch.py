@@ -1,0 +1,261 @@
+"""Many files in one command: find the inputs, name the outputs, skip what is done,
+colour the rest, and report every file in one table.
+
+Inputs are video files, folders (searched recursively for videos and frame
+folders), frame folders, and text lists of paths (``.txt``/``.list``/``.lst``,
+one path a line, relative to the list's folder, ``#`` for comments). Outputs:
+
+- a video keeps its name, ``OUT/NAME``; a video found in a folder keeps its
+  path below that folder, ``OUT/SUB/NAME``. Containers vidcolor cannot write
+  with x264 (``.webm``, ``.mpg``, ``.ts``...) become ``.mkv``.
+- a frame folder becomes ``OUT/FOLDER/`` (below a searched folder, ``OUT/SUB/FOLDER/``).
+- inputs that would get the same output (``a/reel.mp4`` and ``b/reel.mp4``)
+  all get ``NAME~HASH``, HASH being the first 8 hex digits of the SHA-1 of
+  the input's absolute path, so every name is fixed by its input alone.
+
+A finished output is skipped (unless ``overwrite``); an unfinished one
+resumes from its checkpoint, as ``vidcolor video`` would. Running
+(:func:`run_items`) is done here, in worker processes sized to the machine
+(:mod:`vidcolor.workers`), or on Ray (:mod:`vidcolor.cluster`).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import frameio
+from .chunks import VideoTask
+from .errors import InputError, VidcolorError
+
+VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".nut", ".mpg", ".mpeg", ".ts", ".m2ts",
+              ".mts", ".mxf", ".wmv", ".flv", ".dv", ".ogv", ".3gp", ".vob"}
+WRITABLE_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".nut"}  # containers that take x264 and copy audio
+LIST_EXTS = {".txt", ".list", ".lst"}
+
+
+@dataclass
+class Item:
+    """One input and where its colour version goes."""
+
+    input: Path
+    output: Path
+    kind: str  # "video", "frames", or "missing" (reported as failed, never run)
+    shown: str = ""  # the input as the user named it, for the table
+
+    def __post_init__(self) -> None:
+        self.shown = self.shown or str(self.input)
+
+
+@dataclass
+class Options:
+    """The settings every file of a batch is coloured with (see :class:`vidcolor.chunks.VideoTask`)."""
+
+    settings: "Settings"  # noqa: F821  (vidcolor.pipeline.Settings)
+    encode: "EncodeOptions | None" = None  # noqa: F821
+    segment_frames: int = 240
+    deinterlace: bool = False
+    overwrite: bool = False
+    restart: bool = False
+
+    def video_task(self, item: Item) -> VideoTask:
+        from .encode import EncodeOptions
+
+        return VideoTask(item.input, item.output, self.settings, self.encode or EncodeOptions(),
+                         self.segment_frames, self.deinterlace, self.overwrite, self.restart)
+
+
+@dataclass
+class Row:
+    """One line of the summary: what happened to one input."""
+
+    item: Item
+    status: str  # done, resumed, skipped, failed, interrupted
+    exit_code: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+# -- finding inputs and naming outputs ------------------------------------------------------
+
+def find_items(inputs: Iterable[str | Path], out: Path) -> list[Item]:
+    """Every video and frame folder the inputs name, each with its output path (see the module doc)."""
+    items: list[Item] = []
+    for arg in inputs:
+        _add(Path(arg), out, items, from_list=False)
+    seen: set[Path] = set()
+    unique = []
+    for it in items:  # the same input named twice (e.g. a file and its folder) is coloured once
+        key = it.input.resolve() if it.kind != "missing" else it.input
+        if key not in seen:
+            seen.add(key)
+            unique.append(it)
+    return _disambiguate(unique)
+
+
+def _add(path: Path, out: Path, items: list[Item], from_list: bool) -> None:
+    if not path.exists():
+        items.append(Item(path, out / path.name, "missing"))
+    elif path.is_dir():
+        if _holds_frames(path):
+            items.append(Item(path, out / path.name, "frames"))
+        else:
+            _walk(path, path, out, items)
+    elif path.suffix.lower() in LIST_EXTS and not from_list:
+        for line in _read_list(path):
+            p = Path(line)
+            _add(p if p.is_absolute() else path.parent / p, out, items, from_list=True)
+    else:  # named on its own: tried whatever its extension, and its error reported if it is no video
+        items.append(Item(path, out / _video_name(path), "video"))
+
+
+def _walk(root: Path, folder: Path, out: Path, items: list[Item]) -> None:
+    for p in sorted(folder.iterdir(), key=lambda q: frameio.natural_key(q.name)):
+        if p.name.startswith("."):  # hidden, including vidcolor's own job folders and temporary files
+            continue
+        rel = p.relative_to(root)
+        if p.is_dir():
+            if out.resolve() == p.resolve():
+                continue  # the output folder inside an input folder: never its own input
+            if _holds_frames(p):
+                items.append(Item(p, out / rel, "frames"))
+            else:
+                _walk(root, p, out, items)
+        elif p.suffix.lower() in VIDEO_EXTS:
+            items.append(Item(p, out / rel.parent / _video_name(p), "video"))
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the list {path}: {getattr(e, 'strerror', None) or e}") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _holds_frames(folder: Path) -> bool:
+    return any(p.suffix.lower() in frameio.EXTENSIONS and not p.name.startswith(".") and p.is_file()
+               for p in folder.iterdir())
+
+
+def _video_name(path: Path) -> str:
+    return path.name if path.suffix.lower() in WRITABLE_EXTS else path.stem + ".mkv"
+
+
+def _disambiguate(items: list[Item]) -> list[Item]:
+    """Outputs that collide (also by case alone, for case-insensitive disks) get ``~HASH`` of their input."""
+    by_name: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by_name[str(it.output).casefold()].append(it)
+    for group in by_name.values():
+        if len(group) > 1:
+            for it in group:
+                tag = hashlib.sha1(str(it.input.resolve()).encode()).hexdigest()[:8]
+                o = it.output
+                it.output = o.with_name(f"{o.stem}~{tag}{o.suffix}" if it.kind == "video" else f"{o.name}~{tag}")
+    return items
+
+
+# -- what is done already -------------------------------------------------------------------
+
+def is_finished(item: Item) -> bool:
+    """A finished output: the video file (written under a temporary name and renamed when whole), or a
+    frame folder holding every frame with no job manifest left in it."""
+    if item.kind == "video":
+        return item.output.is_file()
+    if item.kind == "frames" and item.output.is_dir() and not (item.output / ".vidcolor-job.json").exists():
+        try:
+            return all((item.output / f.name).exists() for f in frameio.list_frames(item.input))
+        except VidcolorError:
+            return False
+    return False
+
+
+# -- running --------------------------------------------------------------------------------
+
+def run_item(item: Item, opts: Options) -> Row:
+    """Colour one input here and now; never raises for the input's sake (the row says what went wrong)."""
+    from .pipeline import colorize_frames
+
+    t0 = time.time()
+    try:
+        if item.kind == "missing":
+            raise InputError(f"input not found: {item.input}")
+        item.output.parent.mkdir(parents=True, exist_ok=True)
+        if item.kind == "video":
+            res = opts.video_task(item).run()
+        else:
+            res = colorize_frames(item.input, item.output, opts.settings, overwrite=opts.overwrite,
+                                  restart=opts.restart, progress=False, log=lambda s: None)
+    except VidcolorError as e:
+        return Row(item, "interrupted" if e.exit_code == 130 else "failed", e.exit_code, error=str(e),
+                   seconds=time.time() - t0)
+    except KeyboardInterrupt:
+        return Row(item, "interrupted", 130, error="interrupted; run the same command again to resume")
+    except Exception as e:  # noqa: BLE001  one file's surprise must not stop the others
+        return Row(item, "failed", 1, error=f"unexpected {type(e).__name__}: {e}", seconds=time.time() - t0)
+    return Row(item, "resumed" if res.resumed_at else "done", 0, res.frames, res.seconds, list(res.warnings))
+
+
+def pending(items: list[Item], opts: Options) -> tuple[list[Item], list[Row]]:
+    """Split the batch into what to run and the rows of what is skipped because it is finished."""
+    todo, skipped = [], []
+    for it in items:
+        if not opts.overwrite and is_finished(it):
+            skipped.append(Row(it, "skipped"))
+        else:
+            todo.append(it)
+    return todo, skipped
+
+
+def run_items(items: list[Item], opts: Options, runner: Callable[[list[Item], Options], list[Row]]) -> list[Row]:
+    """Skip the finished inputs, run the rest with ``runner``, and return the rows in the inputs' order."""
+    todo, rows = pending(items, opts)
+    rows += runner(todo, opts) if todo else []
+    order = {str(it.output): k for k, it in enumerate(items)}  # rows come back from workers as copies
+    return sorted(rows, key=lambda r: order[str(r.item.output)])
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+def summary(rows: list[Row], out: Path) -> str:
+    """The table printed at the end of a batch, then each file's errors and warnings."""
+    head = ("file", "output", "frames", "fps", "status", "warnings")
+    lines = [head]
+    for r in rows:
+        try:
+            shown_out = str(r.item.output.relative_to(out))
+        except ValueError:
+            shown_out = str(r.item.output)
+        fps = f"{r.frames / r.seconds:.1f}" if r.frames and r.seconds else "-"
+        status = r.status if r.ok else f"{r.status} (exit {r.exit_code})"
+        lines.append((r.item.shown, shown_out, str(r.frames) if r.frames else "-", fps, status,
+                      str(len(r.warnings))))
+    widths = [max(len(ln[c]) for ln in lines) for c in range(len(head))]
+    right = {2, 3, 5}
+    text = ["  ".join(v.rjust(w) if c in right else v.ljust(w) for c, (v, w) in enumerate(zip(ln, widths))).rstrip()
+            for ln in lines]
+    for r in rows:
+        text += [f"{r.item.shown}: error: {r.error}"] if r.error else []
+        text += [f"{r.item.shown}: warning: {w}" for w in r.warnings]
+    failed = sum(not r.ok for r in rows)
+    done = sum(r.status in ("done", "resumed") for r in rows)
+    skipped = sum(r.status == "skipped" for r in rows)
+    text.append(f"{len(rows)} inputs: {done} coloured, {skipped} skipped (finished before), {failed} failed")
+    return "\n".join(text)
+
+
+def exit_code(rows: list[Row]) -> int:
+    """0 when every input is done or skipped; 130 if interrupted; otherwise 1 (the table has each file's code)."""
+    if any(r.exit_code == 130 for r in rows):
+        return 130
+    return 0 if all(r.ok for r in rows) else 1
