@@ -207,10 +207,12 @@ def run_item(item: Item, opts: Options) -> Row:
 
 
 def pending(items: list[Item], opts: Options) -> tuple[list[Item], list[Row]]:
-    """Split the batch into what to run and the rows of what is skipped because it is finished."""
+    """Split the batch into what to run and the rows of what is not run (finished, or not there)."""
     todo, skipped = [], []
     for it in items:
-        if not opts.overwrite and is_finished(it):
+        if it.kind == "missing":
+            skipped.append(run_item(it, opts))  # fails at once: no worker needed
+        elif not opts.overwrite and is_finished(it):
             skipped.append(Row(it, "skipped"))
         else:
             todo.append(it)
@@ -223,6 +225,44 @@ def run_items(items: list[Item], opts: Options, runner: Callable[[list[Item], Op
     rows += runner(todo, opts) if todo else []
     order = {str(it.output): k for k, it in enumerate(items)}  # rows come back from workers as copies
     return sorted(rows, key=lambda r: order[str(r.item.output)])
+
+
+def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options, workers: int | None = None,
+                   threads: int | None = None, ray: str | None = None, chunk_frames: int | None = None,
+                   on_row: Callable[[Row], None] = lambda r: None,
+                   log: Callable[[str], None] = lambda s: None) -> list[Row]:
+    """Colour every input into the folder ``out``: one :class:`Row` per input, in the inputs' order.
+
+    Locally on worker processes sized to the machine (``workers``, ``threads``
+    override); with ``ray`` ("auto" or a cluster address) on Ray, long videos in
+    chunks of about ``chunk_frames`` frames. ``on_row`` is called as each input finishes.
+    """
+    from .pipeline import make_output_folder
+
+    out = Path(out)
+    make_output_folder(out)
+    items = find_items(inputs, out)
+    if not items:
+        raise InputError("no videos or frame folders found in the inputs")
+
+    def local(todo: list[Item], o: Options) -> list[Row]:
+        from .workers import machine, plan_workers, run_local
+
+        plan = plan_workers(len(todo), machine(o.settings.device), workers, threads)
+        log(f"{len(todo)} to colour on {plan.workers} worker(s), {plan.threads} thread(s) each")
+        return run_local(todo, o, plan, on_row)
+
+    def on_ray(todo: list[Item], o: Options) -> list[Row]:
+        from . import cluster
+        from .chunks import DEFAULT_CHUNK
+
+        cluster.connect(ray)
+        device = o.settings.device
+        gpus = 1.0 if device == "cuda" or (device == "auto" and cluster.cluster_gpus() > 0) else 0.0
+        log(f"{len(todo)} to colour on Ray ({cluster.cluster_cpus():g} CPUs, {cluster.cluster_gpus():g} GPUs)")
+        return cluster.run_ray(todo, o, chunk_frames or DEFAULT_CHUNK, threads or 1, gpus, on_row)
+
+    return run_items(items, opts, on_ray if ray else local)
 
 
 # -- the summary ----------------------------------------------------------------------------

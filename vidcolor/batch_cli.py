@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from .cli import _on_term, _settings, common, video_options
-from .errors import InputError
 
 
 @click.command("batch")
@@ -35,14 +34,9 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, codec: str, crf: int, preset:
 
     Finished outputs are skipped, unfinished ones resume. One table at the end lists every input; the exit
     code is 0 only if none failed."""
-    from .batch import Options, exit_code, find_items, run_items, summary
+    from .batch import Options, colorize_batch, exit_code, summary
     from .encode import EncodeOptions
-    from .pipeline import make_output_folder
 
-    make_output_folder(out)
-    items = find_items(inputs, out)
-    if not items:
-        raise InputError("no videos or frame folders found in the inputs")
     opts = Options(_settings(kw), EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
                    segment_frames, deinterlace, kw["overwrite"], kw["restart"])
     count = [0]
@@ -51,34 +45,13 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, codec: str, crf: int, preset:
         count[0] += 1
         if not kw["quiet"]:
             what = r.status if r.ok else f"{r.status} (exit {r.exit_code})"
-            click.echo(f"vidcolor: [{count[0]}/{len(items)}] {r.item.shown}: {what}", err=True)
+            click.echo(f"vidcolor: [{count[0]}] {r.item.shown}: {what}", err=True)
 
     old = signal.signal(signal.SIGTERM, _on_term)
     try:
-        if ray_address:
-            runner = _ray_runner(ray_address, chunk_frames, threads or 1, kw["device"], on_row)
-        else:
-            from .workers import machine, plan_workers, run_local
-
-            def runner(todo: list, o: Options) -> list:
-                plan = plan_workers(len(todo), machine(kw["device"]), workers, threads)
-                if not kw["quiet"]:
-                    click.echo(f"vidcolor: {len(todo)} to colour on {plan.workers} worker(s), "
-                               f"{plan.threads} thread(s) each", err=True)
-                return run_local(todo, o, plan, on_row)
-        rows = run_items(items, opts, runner)
+        rows = colorize_batch(inputs, out, opts, workers, threads, ray_address, chunk_frames, on_row,
+                              log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(f"vidcolor: {s}", err=True)))
     finally:
         signal.signal(signal.SIGTERM, old)
     click.echo(summary(rows, out))
     sys.exit(exit_code(rows))
-
-
-def _ray_runner(address: str, chunk_frames: int | None, threads: int, device: str, on_row: Any) -> Any:
-    from . import cluster
-    from .chunks import DEFAULT_CHUNK
-
-    def runner(todo: list, o: Any) -> list:
-        cluster.connect(address)
-        gpus = 1.0 if device == "cuda" or (device == "auto" and cluster.cluster_gpus() > 0) else 0.0
-        return cluster.run_ray(todo, o, chunk_frames or DEFAULT_CHUNK, threads, gpus, on_row)
-    return runner

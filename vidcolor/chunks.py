@@ -79,7 +79,7 @@ def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
 
 def join(task: VideoTask, chunks: list[Chunk]) -> Result:
     """After every chunk is done: write the job's manifest from them, then run the final mux."""
-    merge_chunks(task.output, [c[0] for c in chunks])
+    merge_chunks(task.output, chunks)
     return task.run(restart=False)
 
 

@@ -94,7 +94,7 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
     res = {"num_cpus": threads, "num_gpus": gpus, "max_retries": RETRIES}
     file_task = ray.remote(**res)(colour_file)
     chunk_task = ray.remote(**res)(colour_chunk)
-    join_task = ray.remote(num_cpus=1, max_retries=RETRIES)(join_chunks)
+    join_task = ray.remote(**res)(join_chunks)  # the same device as its chunks: it is part of the job's settings
     refs: dict[Any, Item] = {}
     for it in items:
         plan = chunks.chunks_for(opts.video_task(it), chunk_frames) if it.kind == "video" else [(0, None)]
@@ -128,3 +128,8 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
 def cluster_gpus() -> float:
     """GPUs in the connected cluster."""
     return float(_ray().cluster_resources().get("GPU", 0))
+
+
+def cluster_cpus() -> float:
+    """CPUs in the connected cluster."""
+    return float(_ray().cluster_resources().get("CPU", 0))

@@ -163,13 +163,13 @@ class ChunkJob(VideoJob):
     """Segments ``first`` to ``stop - 1`` (``stop`` None: to the end) of a video job, done by one worker.
 
     Chunks of one output share its job folder, each with its own manifest
-    (``chunk_FIRST.json``) and segment files, so workers never write the same
+    (``chunk_FIRST_STOP.json``) and segment files, so workers never write the same
     file; :func:`merge_chunks` then writes the job's manifest for the final mux.
     """
 
     def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None):
         self.first, self.stop = first, stop
-        super().__init__(output, {**spec, "chunk": [first, stop]}, manifest=chunk_manifest_name(first))
+        super().__init__(output, {**spec, "chunk": [first, stop]}, manifest=chunk_manifest_name((first, stop)))
 
     def _torn_files(self) -> list[Path]:
         # only this chunk's own: the other chunks' temporary files may be in the middle of being written
@@ -178,21 +178,23 @@ class ChunkJob(VideoJob):
         return own + list(self.dir.glob(self.manifest_path.name + ".tmp"))
 
 
-def chunk_manifest_name(first: int) -> str:
-    return f"chunk_{first:06d}.json"
+def chunk_manifest_name(chunk: tuple[int, int | None]) -> str:
+    """Named by the whole range, so a batch re-run with other chunk sizes never mistakes an old chunk's."""
+    return f"chunk_{chunk[0]:06d}_{'end' if chunk[1] is None else f'{chunk[1]:06d}'}.json"
 
 
-def merge_chunks(output: Path, firsts: list[int]) -> None:
-    """Write the manifest of ``output``'s job from its finished chunks (starting at segments ``firsts``).
+def merge_chunks(output: Path, chunks: list[tuple[int, int | None]]) -> None:
+    """Write the manifest of ``output``'s job from its finished ``chunks`` (segment ranges).
 
     The result is the manifest one uninterrupted run would have left before
     its final mux: every segment in order, the decode report of a chunk that
-    read to the end of the input (it decoded the whole file), and the total.
+    read to the end of the input (every chunk decodes from the start, so that
+    one saw the whole file), and the total.
     """
     d = job_dir(output)
     states = []
-    for first in sorted(firsts):
-        path = d / chunk_manifest_name(first)
+    for chunk in sorted(chunks, key=lambda c: c[0]):
+        path = d / chunk_manifest_name(chunk)
         try:
             states.append(json.loads(path.read_text()))
         except (OSError, ValueError):
@@ -205,7 +207,7 @@ def merge_chunks(output: Path, firsts: list[int]) -> None:
     ended = [st for st in states if "decode_report" in st]
     if not ended:
         raise VidcolorError(f"no chunk of {output} read its input to the end; run the batch again")
-    for st in states[:states.index(ended[0]) + 1]:
+    for st in states:  # a chunk that read to the end in its look-ahead is not the last one with frames
         segments += st["segments"]
     if segments and segments[0]["start"] != 0:
         raise VidcolorError(f"the first chunk of {output} is missing; run the batch again")
