@@ -14,6 +14,7 @@ Every figure is wall time of the commands as a user runs them.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def files(args: argparse.Namespace) -> None:
     print(f"{len(clips)} clips, {frames} frames")
     seq, bat = [], []
     for r in range(args.repeat):
-        for mode in ("sequential", "batch") if r % 2 == 0 else ("batch", "sequential"):
+        order = ("sequential", "batch") if args.first == "sequential" else ("batch", "sequential")
+        for mode in order if r % 2 == 0 else order[::-1]:
             out = work / f"out_{mode}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -72,8 +74,8 @@ def files(args: argparse.Namespace) -> None:
             else:
                 t = run(VIDCOLOR + ["batch", str(work / "clips"), "--out", str(out), "-q"])
                 bat.append(t)
-            print(f"run {r + 1} {mode}: {t:.1f} s, {len(clips) * 3600 / t:.0f} files/h, {frames / t:.2f} fps",
-                  flush=True)
+            print(f"run {r + 1} {mode}: {t:.1f} s, {len(clips) * 3600 / t:.0f} files/h, {frames / t:.2f} fps "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     s, b = float(np.median(seq)), float(np.median(bat))
     print(f"median sequential {s:.1f} s ({len(clips) * 3600 / s:.0f} files/h) vs batch {b:.1f} s "
           f"({len(clips) * 3600 / b:.0f} files/h): x{s / b:.2f}")
@@ -112,6 +114,7 @@ def main() -> None:
     f.add_argument("work")
     f.add_argument("--clips", default=str(REPO.parent / "shared" / "data" / "clips"))
     f.add_argument("--repeat", type=int, default=2)
+    f.add_argument("--first", choices=["sequential", "batch"], default="sequential")
     r = sub.add_parser("reel")
     r.add_argument("work")
     r.add_argument("--clip", default=str(REPO.parent / "shared" / "data" / "clips" / "imageio_cockatoo_8s.mp4"))

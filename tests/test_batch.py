@@ -135,3 +135,10 @@ def test_batch_resumes_an_unfinished_job_with_identical_frames(random_weights, t
     a, b = read_video(ref), read_video(out / "reel.mp4")
     assert len(a["frames"]) == len(b["frames"]) == 64
     assert all(np.array_equal(x, y) for x, y in zip(a["frames"], b["frames"]))
+
+
+def test_ray_is_only_imported_for_ray():
+    code = ("import sys, vidcolor.cli, vidcolor.batch, vidcolor.batch_cli, vidcolor.workers, vidcolor.chunks, "
+            "vidcolor.cluster; assert 'ray' not in sys.modules, 'imported ray'")
+    r = subprocess.run([*cli()[:1], "-c", code], env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
