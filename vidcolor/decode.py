@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from . import yuv as yuvmod
 from .videoio import ONE_PER_PACKET, describe_error, open_container
 
 REORDER = 4  # decoded frames held back so a decoder's slightly out-of-order output is put right
@@ -25,7 +26,7 @@ COLOUR_SPREAD = 6.0  # mean max-min over RGB, in 8-bit levels, above which a fra
 @dataclass
 class DecodedFrame:
     index: int
-    image: np.ndarray  # (H, W, 3) uint8 or uint16
+    image: np.ndarray  # (H, W, 3) uint8 or uint16 RGB, or with a YuvSpec the (H, W) Y plane as decoded
     pts: int | None
     damaged: bool = False  # a slot whose picture would not decode: a repeat of the nearest earlier good one
 
@@ -272,13 +273,14 @@ def _decoded(c: av.container.InputContainer, v: av.video.stream.VideoStream, rep
 
 
 def iter_frames(path: Path, high_depth: bool = False, report: DecodeReport | None = None,
-                deinterlace: bool = False) -> Iterator[DecodedFrame]:
+                deinterlace: bool = False, yuv: yuvmod.YuvSpec | None = None) -> Iterator[DecodedFrame]:
     """Decode every frame slot of the first video stream, in presentation order.
 
     Damage is handled as :class:`DecodeReport` describes; pass ``report`` to
     see what was met. A picture whose size differs from the first one's (as
     :func:`probe` reports it) is scaled to it.
     With ``deinterlace`` every picture's fields are blended (:func:`blend_fields`).
+    With ``yuv`` each image is the picture's own Y plane (:mod:`vidcolor.yuv`), not RGB.
     """
     fmt = "rgb48le" if high_depth else "rgb24"
     rep = report if report is not None else DecodeReport()
@@ -295,13 +297,15 @@ def iter_frames(path: Path, high_depth: bool = False, report: DecodeReport | Non
         size: tuple[int, int] | None = None  # the first decoded picture's, as probe() reports it
 
         def picture(f: av.VideoFrame) -> np.ndarray:
-            if size is not None and (f.width, f.height) != size:
-                rep.resized += 1
-                img = f.to_ndarray(format=fmt, width=size[0], height=size[1])
+            resized = size is not None and (f.width, f.height) != size
+            rep.resized += resized
+            if yuv is not None:
+                img = yuvmod.luma_plane(f, yuv, size)
+                rep.colour += yuvmod.has_colour(f, yuv)
             else:
-                img = f.to_ndarray(format=fmt)
+                img = f.to_ndarray(format=fmt, **({"width": size[0], "height": size[1]} if resized else {}))
+                rep.colour += has_colour(img)
             rep.interlaced += bool(f.interlaced_frame)
-            rep.colour += has_colour(img)
             return blend_fields(img) if deinterlace else img
 
         slots = _Slots(rep, _frame_step(v), picture, bool(ONE_PER_PACKET & set(c.format.name.split(","))))

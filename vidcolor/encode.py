@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import DamagedInput, VidcolorError
 from .videoio import COPY_TYPES, DISK_ERRNOS, VideoInfo, describe_error, open_container
+from .yuv import Planes, YuvSpec, tag_stream, to_frame
 
 
 _END = object()  # the writer thread's end-of-frames sentinel
@@ -106,9 +107,14 @@ class SegmentWriter:
     stalling it. Frames are encoded in the order written, so the bytes are the
     same as a synchronous writer's. An error in the thread is raised by the
     next :meth:`write` or by :meth:`close`.
+
+    With ``yuv`` (the plane path) frames come as :class:`vidcolor.yuv.Planes`
+    in ``yuv.out_fmt`` and go to the encoder as they are, with no conversion,
+    and the stream carries the input's colour matrix, range, primaries and transfer.
     """
 
-    def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8):
+    def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8,
+                 yuv: YuvSpec | None = None):
         self.path = path
         self.out = av.open(str(path), "w", format="mp4")
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
@@ -116,6 +122,11 @@ class SegmentWriter:
         s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
         s.time_base = info.time_base
         s.codec_context.time_base = info.time_base
+        self.yuv = yuv
+        if yuv is not None:
+            if yuv.out_fmt != s.pix_fmt:
+                raise ValueError(f"plane path for {yuv.out_fmt}, but the encoder takes {s.pix_fmt}")
+            tag_stream(s.codec_context, yuv)
         if info.sample_aspect_ratio:
             s.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix:  # rotation/mirroring: kept as metadata, the pixels stay as stored
@@ -137,13 +148,16 @@ class SegmentWriter:
         self._thread = threading.Thread(target=self._run, name="vidcolor-encoder", daemon=True)
         self._thread.start()
 
-    def _encode(self, image: np.ndarray | None, pts: int | None) -> None:
+    def _encode(self, image: np.ndarray | Planes | None, pts: int | None) -> None:
         if image is None:  # flush
             for p in self.stream.encode(None):
                 self.out.mux(p)
             return
-        fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
-        frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
+        if self.yuv is not None:
+            frame = to_frame(image, self.yuv)
+        else:
+            fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
+            frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
         frame.pts = pts
         frame.time_base = self.stream.time_base
         for p in self.stream.encode(frame):
@@ -165,7 +179,7 @@ class SegmentWriter:
             e, self._error = self._error, None
             raise e
 
-    def write(self, image: np.ndarray, pts: int | None) -> None:
+    def write(self, image: np.ndarray | Planes, pts: int | None) -> None:
         self._raise()
         self._q.put((image, pts))
         self.frames += 1

@@ -20,6 +20,7 @@ from .data import make_input
 from .defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from .errors import VidcolorError
 from .model import Colorizer
+from .yuv import YuvSpec, chroma, luma_to_l
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -85,12 +86,22 @@ class Engine:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def full_l(self, frames: list[np.ndarray], yuv: YuvSpec | None = None) -> torch.Tensor:
+        """Full-resolution L (N, 1, H, W) on the device: of (H, W, 3) RGB frames, or with ``yuv``
+        of (H, W) Y planes through its lookup table (no RGB conversion)."""
+        if yuv is None:
+            return rgb_to_l(self._upload(frames))
+        L = luma_to_l(frames, yuv)
+        return L.pin_memory().to(self.device, non_blocking=True) if self.cuda else L
+
+    def _render(self, L_full: torch.Tensor) -> torch.Tensor:
+        h, w = render_shape(L_full.shape[-2], L_full.shape[-1], self.render_size)
+        return F.interpolate(L_full, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+
     @torch.inference_mode()
-    def render_l(self, frames: list[np.ndarray]) -> torch.Tensor:
+    def render_l(self, frames: list[np.ndarray], yuv: YuvSpec | None = None) -> torch.Tensor:
         """L (N, 1, h, w) at render size, as the network sees it (for guide planning)."""
-        rgb = self._upload(frames)
-        h, w = render_shape(rgb.shape[-2], rgb.shape[-1], self.render_size)
-        return F.interpolate(rgb_to_l(rgb), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        return self._render(self.full_l(frames, yuv))
 
     def readout_temperature(self, hint_mask: torch.Tensor | None) -> float | torch.Tensor:
         """The automatic temperature, or per frame (N, 1, 1, 1) the guided one where a frame has hints."""
@@ -102,12 +113,12 @@ class Engine:
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
-                hint_mask: torch.Tensor | None = None) -> Prediction:
-        """Predict ab for same-sized (H, W, 3) frames. Hints, if given, are at render size."""
-        rgb = self._upload(frames)
-        h, w = render_shape(rgb.shape[-2], rgb.shape[-1], self.render_size)
-        L_full = rgb_to_l(rgb)
-        L = F.interpolate(L_full, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+                hint_mask: torch.Tensor | None = None, yuv: YuvSpec | None = None) -> Prediction:
+        """Predict ab for same-sized frames (RGB, or Y planes with ``yuv``: see :meth:`full_l`).
+        Hints, if given, are at render size."""
+        L_full = self.full_l(frames, yuv)
+        L = self._render(L_full)
+        h, w = L.shape[-2:]
         if hint_ab is not None:
             hint_ab, hint_mask = hint_ab.to(self.device), hint_mask.to(self.device)
         x = make_input(L, hint_ab, hint_mask)
@@ -142,6 +153,15 @@ class Engine:
         if dtype == np.uint16:
             q = q.astype(np.uint16)
         return list(q)
+
+    @torch.inference_mode()
+    def compose_uv(self, L: torch.Tensor, ab: torch.Tensor, yuv: YuvSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The plane path's composition: (U, V) planes at the chroma resolution of ``yuv.out_fmt``
+        for full-resolution L (N, 1, H, W) and ab at render size; the Y plane stays the input's."""
+        shape = yuv.chroma_shape(L.shape[-2], L.shape[-1])
+        q = chroma(L.to(self.device), ab.to(self.device), yuv, shape).cpu().numpy()  # the one sync per batch
+        q = q.astype(yuv.dtype)
+        return [(x[0], x[1]) for x in q]
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -193,10 +213,11 @@ class OomGuard:
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
-                hint_mask: torch.Tensor | None = None) -> Prediction:
+                hint_mask: torch.Tensor | None = None, yuv: YuvSpec | None = None) -> Prediction:
         """:meth:`Engine.predict`, in smaller batches if need be."""
         parts = self._chunks(len(frames), lambda i, j: self.engine.predict(
-            frames[i:j], None if hint_ab is None else hint_ab[i:j], None if hint_mask is None else hint_mask[i:j]))
+            frames[i:j], None if hint_ab is None else hint_ab[i:j], None if hint_mask is None else hint_mask[i:j],
+            yuv))
         if len(parts) == 1:
             return parts[0]
         return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]),
@@ -205,4 +226,9 @@ class OomGuard:
     def compose_l(self, L: torch.Tensor, ab: torch.Tensor, dtype: np.dtype) -> list[np.ndarray]:
         """:meth:`Engine.compose_l`, in smaller batches if need be."""
         return [x for p in self._chunks(len(L), lambda i, j: self.engine.compose_l(L[i:j], ab[i:j], dtype))
+                for x in p]
+
+    def compose_uv(self, L: torch.Tensor, ab: torch.Tensor, yuv: YuvSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`Engine.compose_uv`, in smaller batches if need be."""
+        return [x for p in self._chunks(len(L), lambda i, j: self.engine.compose_uv(L[i:j], ab[i:j], yuv))
                 for x in p]

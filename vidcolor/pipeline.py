@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from . import frameio, mux, videoio
+from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
-from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format
+from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format, choose_pix_fmt
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
@@ -98,22 +98,27 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
 
 
 def _plan(settings: Settings, engine: Engine, size: Callable[[], tuple[int, int]], n_frames: int | None,
-          frames: Callable[[], Iterable[tuple[int, np.ndarray]]]) -> dict | None:
+          frames: Callable[[], Iterable[tuple[int, np.ndarray]]], yuv: yuvmod.YuvSpec | None = None) -> dict | None:
     """Guides for every frame a reference or pin reaches, or None without any (a pre-pass over L).
 
-    ``size`` and ``frames`` are callables so nothing is read unless there are guides."""
+    ``size`` and ``frames`` are callables so nothing is read unless there are guides; ``frames``
+    gives Y planes when ``yuv`` is set (the plane path), RGB otherwise."""
     if not settings.references and not settings.hints:
         return None
     size = size()
     rs = render_shape(size[0], size[1], engine.render_size)
     keys = build_keyframes(list(settings.references), settings.hints, size, rs, n_frames)
-    Ls = ((i, engine.render_l([img])[0].cpu()) for i, img in frames())
+    Ls = ((i, engine.render_l([img], yuv)[0].cpu()) for i, img in frames())
     return plan_guides(Ls, keys, settings.cut_threshold)
 
 
 def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
-                  batch_size: int, start: int, guides: dict | None = None) -> Iterator[tuple[Item, np.ndarray]]:
+                  batch_size: int, start: int, guides: dict | None = None,
+                  yuv: yuvmod.YuvSpec | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
     """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
+
+    With ``yuv`` (the plane path, :mod:`vidcolor.yuv`) the frames are Y planes and
+    the coloured pictures :class:`vidcolor.yuv.Planes`: the same Y plus new U, V.
 
     Frames before ``start`` (the re-warm span after a resume) are predicted so
     the smoother sees them, but not composed or yielded. ``guides`` maps frame
@@ -134,17 +139,17 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
         batch: list[tuple[int, np.ndarray, Any]] = []
         for idx, img, payload in frames:
             if batch and (idx % batch_size == 0 or img.shape != batch[0][1].shape or img.dtype != batch[0][1].dtype):
-                yield from _predict_batch(engine, batch, guides)
+                yield from _predict_batch(engine, batch, guides, yuv)
                 batch = []
             batch.append((idx, img, payload))
         if batch:
-            yield from _predict_batch(engine, batch, guides)
+            yield from _predict_batch(engine, batch, guides, yuv)
 
     ahead = Prefetcher(predicted(), maxsize=2 * batch_size)
     try:
         for item in ahead:
-            yield from _compose(engine, smoother.push(item), start)
-        yield from _compose(engine, smoother.flush(), start)
+            yield from _compose(engine, smoother.push(item), start, yuv)
+        yield from _compose(engine, smoother.flush(), start, yuv)
     finally:
         ahead.close()
 
@@ -155,9 +160,11 @@ class Carried(NamedTuple):
     L_full: torch.Tensor  # (1, H, W) the input's own full-resolution L, so it is computed once
     tag: Any              # the caller's payload for the frame (the video's pts)
     dtype: np.dtype       # the input's sample type (uint8 or uint16), kept in the output
+    luma: np.ndarray | None = None  # the plane path: the input's Y plane, which goes out untouched
 
 
-def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], guides: dict | None) -> list[Item]:
+def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], guides: dict | None,
+                   yuv: yuvmod.YuvSpec | None = None) -> list[Item]:
     """Predict one batch; guided frames get hint points and are blended toward their guide."""
     hint = mask = None
     guided = [guides.get(b[0]) for b in batch] if guides else []
@@ -166,18 +173,20 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         pairs = [hints_for(g, b[0], rs) if g is not None else (torch.zeros(2, *rs), torch.zeros(1, *rs))
                  for g, b in zip(guided, batch)]
         hint, mask = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    pred = engine.predict([b[1] for b in batch], hint, mask)
+    pred = engine.predict([b[1] for b in batch], hint, mask, yuv=yuv)
     items = []
     for i, (idx, img, payload) in enumerate(batch):
         ab = pred.ab[i]
         if guided and guided[i] is not None:
             ab = blend(ab, guided[i], pred.L[i])
         # the item carries the input's full-resolution L (not the frame) to composition
-        items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i], payload, img.dtype)))
+        items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i], payload, img.dtype,
+                                                      img if yuv is not None else None)))
     return items
 
 
-def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[Item, np.ndarray]]:
+def _compose(engine: Engine, items: list[Item], start: int,
+             yuv: yuvmod.YuvSpec | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
     items = [it for it in items if it.index >= start]
     if not items:
         return
@@ -188,8 +197,11 @@ def _compose(engine: Engine, items: list[Item], start: int) -> Iterator[tuple[It
         while j < len(items) and items[j].payload.L_full.shape == shape and items[j].payload.dtype == dtype:
             j += 1
         group = items[i:j]
-        out = engine.compose_l(torch.stack([it.payload.L_full for it in group]), torch.stack([it.ab for it in group]),
-                               dtype)
+        L, ab = torch.stack([it.payload.L_full for it in group]), torch.stack([it.ab for it in group])
+        if yuv is not None:
+            out = [yuvmod.Planes(it.payload.luma, u, v) for it, (u, v) in zip(group, engine.compose_uv(L, ab, yuv))]
+        else:
+            out = engine.compose_l(L, ab, dtype)
         yield from zip(group, out)
         i = j
 
@@ -245,7 +257,8 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                    encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-                   deinterlace: bool = False, chunk: tuple[int, int | None] | None = None) -> Result:
+                   deinterlace: bool = False, chunk: tuple[int, int | None] | None = None,
+                   yuv_planes: bool = True) -> Result:
     """Colorize the video ``input`` into ``output``, resuming an interrupted job for the same command.
 
     ``chunk=(first, stop)`` only computes segments ``first`` to ``stop - 1``
@@ -255,6 +268,9 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     The output keeps the input's frame count, pts, time_base, size, sample
     aspect ratio, bit depth (where the codec allows) and display matrix
     (rotation); audio and subtitle streams are copied packet for packet.
+    For YUV input the output's Y plane is the input's, bit for bit, and its
+    colour tags are the input's (:mod:`vidcolor.yuv`); ``yuv_planes=False``
+    forces the RGB path that other formats take (for comparisons).
     ``deinterlace`` blends each frame's fields first. Damaged input is coloured
     as far as it is readable; :class:`vidcolor.DecodeReport` gives the
     rule for when that still succeeds, and ``Result.warnings`` what was met.
@@ -269,8 +285,11 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     check_output_format(dest, fmt, info, encode)
     engine, smoother, wsha = _prepare(settings)
     seg_len = segment_length(segment_frames, settings.batch_size)
+    yuv = yuvmod.plan(info.pix_fmt, choose_pix_fmt(encode, info.bit_depth, info.width, info.height),
+                      info.colour) if yuv_planes else None
     spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
-                 high_depth=info.bit_depth > 8, **({"deinterlace": True} if deinterlace else {}))
+                 high_depth=info.bit_depth > 8, compose="yuv" if yuv else "rgb",
+                 **({"deinterlace": True} if deinterlace else {}))
     job = VideoJob(dest, spec, restart=restart) if chunk is None else ChunkJob(dest, spec, *chunk)
     start = max(job.frames_done, chunk[0] * seg_len if chunk else 0)
     res = Result(resumed_at=job.frames_done)  # a chunk that starts later is not a resume
@@ -280,9 +299,9 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     if not job.complete:
         guides = _plan(settings, engine, lambda: (info.height, info.width), None,
                        lambda: ((f.index, f.image) for f in iter_frames(src, info.bit_depth > 8,
-                                                                                 deinterlace=deinterlace)))
+                                                                        deinterlace=deinterlace, yuv=yuv)), yuv)
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
-                         guides, deinterlace, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None)
+                         guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None)
     if chunk is not None:
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
         return res
@@ -330,7 +349,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
 def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
                      encode: EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
                      res: Result, guides: dict | None = None, deinterlace: bool = False,
-                     stop: int | None = None) -> None:
+                     yuv: yuvmod.YuvSpec | None = None, stop: int | None = None) -> None:
     """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given)."""
     warm = _warm_start(start, smoother.warmup, settings.batch_size)
     if job.state.get("oom_batch_limit"):
@@ -338,8 +357,8 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
         # the resumed frames are computed exactly as that run would have gone on computing them
         engine.limit = int(job.state["oom_batch_limit"])
     report = DecodeReport()
-    frames = Prefetcher(iter_frames(src, high_depth=info.bit_depth > 8, report=report,
-                                                    deinterlace=deinterlace), maxsize=2 * settings.batch_size)
+    frames = Prefetcher(iter_frames(src, high_depth=info.bit_depth > 8, report=report, deinterlace=deinterlace,
+                                    yuv=yuv), maxsize=2 * settings.batch_size)
     # a chunk reads on past ``stop`` (to a batch boundary) for the smoother's look-ahead, so its last
     # frames, and every batch, are computed exactly as in one uninterrupted run
     feed_end = None if stop is None else -(-(stop + smoother.warmup) // settings.batch_size) * settings.batch_size
@@ -357,14 +376,14 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
     try:
-        for item, rgb in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides):
+        for item, picture in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv):
             if stop is not None and item.index >= stop:
                 break
             k = item.index // seg_len
             if writer is None:
                 seg_start = k * seg_len
-                writer = SegmentWriter(job.temp_segment(k), info, encode)
-            writer.write(rgb, item.payload.tag)
+                writer = SegmentWriter(job.temp_segment(k), info, encode, yuv=yuv)
+            writer.write(picture, item.payload.tag)
             last = item.index
             bar.update(1)
             if (item.index + 1) % seg_len == 0:

@@ -49,6 +49,7 @@ class VideoInfo:
     interlaced: bool  # the first decoded frame is flagged interlaced
     copy_streams: list[str] = field(default_factory=list)  # "audio:aac", ...
     display_matrix: tuple[int, ...] | None = None  # 9 ints as in FFmpeg's AV_PKT_DATA_DISPLAYMATRIX
+    colour: tuple[int, int, int, int] = (2, 0, 2, 2)  # first frame's colorspace, range, primaries, trc
 
 
 def _check_path(path: Path) -> None:
@@ -153,7 +154,8 @@ def probe(path: Path) -> VideoInfo:
                          frames=max(frames, 0), pix_fmt=pix_fmt, bit_depth=depth, sample_aspect_ratio=sar,
                          rotation=int(first.rotation) if matrix else 0,
                          interlaced=bool(first is not None and first.interlaced_frame), copy_streams=copy,
-                         display_matrix=matrix)
+                         display_matrix=matrix, colour=(int(first.colorspace), int(first.color_range),
+                                                        int(first.color_primaries), int(first.color_trc)))
 
 
 def output_format(path: Path) -> str | None:
