@@ -9,8 +9,13 @@ Prints, in this order:
   temporal smoothing's share of end-to-end time (issue 4), checkpointing cost (issue 5);
   peak RSS of a run on the clip and on a clip 10x longer (bounded memory).
 The last line is exactly: e2e_fps=X model_fps=Y ratio=Z  (Z = X / Y).
+Model-only frames are what the pipeline's prediction takes for this clip: Y planes
+(vidcolor.yuv) for YUV input, RGB with --rgb or for other formats.
 
-    python scripts/bench.py [--clip PATH] [--render-size 256] [--threads 2]
+    python scripts/bench.py [--clip PATH] [--render-size 256] [--threads 2] [--rgb]
+
+With --stages it prints only the cost of each per-frame step outside the network,
+RGB path against plane path, in ms per frame on one thread (median of 3 passes over the clip).
 """
 from __future__ import annotations
 
@@ -24,11 +29,15 @@ from statistics import median
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vidcolor import videoio, yuv  # noqa: E402
+from vidcolor.decode import iter_frames  # noqa: E402
+from vidcolor.encode import EncodeOptions, choose_pix_fmt  # noqa: E402
 from vidcolor.engine import Engine  # noqa: E402
 from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
 from vidcolor.pipeline import DEFAULT_SEGMENT, DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
@@ -36,23 +45,42 @@ from vidcolor.encode import write_rgb_video  # noqa: E402
 from vidcolor.weights import default_weights_path, load_model  # noqa: E402
 
 
+RGB_PATH = False  # --rgb: every figure through the RGB compose path
+
+
+# CPU time of the whole process (every thread, x264's too) per frame, by run kind: on a shared
+# machine this is steadier than wall-clock fps, because it does not count time spent waiting
+CORE_MS: dict = {}
+
+
 def e2e(clip: Path, weights: Path, render: int, batch: int, window: int = DEFAULT_WINDOW, segment: int = 240) -> float:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out.mp4"
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         res = colorize_video(clip, out, Settings(weights=str(weights), render_size=render, batch_size=batch,
-                                                 temporal_window=window), progress=False, segment_frames=segment)
+                                                 temporal_window=window), progress=False, segment_frames=segment,
+                             yuv_planes=not RGB_PATH)
+        CORE_MS.setdefault(window if weights.name != "identity.pt" else "identity", []).append(
+            1000 * (time.process_time() - cpu) / res.frames)
         return res.frames / (time.perf_counter() - t)
 
 
+def plane_spec(clip: Path) -> yuv.YuvSpec | None:
+    """The plane path colorize_video takes for this clip with default encoding, or None (RGB path)."""
+    info = videoio.probe(clip)
+    out_fmt = choose_pix_fmt(EncodeOptions(), info.bit_depth, info.width, info.height)
+    return None if RGB_PATH else yuv.plan(info.pix_fmt, out_fmt, info.colour)
+
+
 def model_fps(clip: Path, weights: Path, render: int, batch: int) -> float:
-    with av.open(str(clip)) as c:
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    spec = plane_spec(clip)
+    frames = [f.image for f in iter_frames(clip, videoio.probe(clip).bit_depth > 8, yuv=spec)]
     eng = Engine(load_model(weights), "auto", render)
-    eng.predict(frames[:batch])  # warm-up
-    t = time.perf_counter()
+    eng.predict(frames[:batch], yuv=spec)  # warm-up
+    t, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(frames), batch):
-        eng.predict(frames[i:i + batch])
+        eng.predict(frames[i:i + batch], yuv=spec)
+    CORE_MS.setdefault("model-only", []).append(1000 * (time.process_time() - cpu) / len(frames))
     return len(frames) / (time.perf_counter() - t)
 
 
@@ -70,11 +98,65 @@ def peak_rss_mb(clip: Path, weights: Path, render: int, batch: int, threads: int
     with tempfile.TemporaryDirectory() as d:
         code = ("import sys,resource,torch; torch.set_num_threads(%d); from vidcolor.pipeline import *; "
                 "colorize_video(sys.argv[1], sys.argv[2], Settings(weights=sys.argv[3], render_size=%d, "
-                "batch_size=%d), progress=False); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-                % (threads, render, batch))
+                "batch_size=%d), progress=False, yuv_planes=%s); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+                % (threads, render, batch, not RGB_PATH))
         r = subprocess.run([sys.executable, "-c", code, str(clip), str(Path(d) / "o.mp4"), str(weights)],
                            capture_output=True, text=True, cwd=REPO, check=True)
         return int(r.stdout.strip().splitlines()[-1]) / 1024
+
+
+def _per_frame_ms(fn, items: list) -> float:
+    """Median over 3 passes of fn over items (one call per batch or frame), in ms per frame."""
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        n = sum(fn(x) for x in items)
+        times.append((time.perf_counter() - t) * 1000 / n)
+    return median(times)
+
+
+def stages(clip: Path, render: int, batch: int) -> None:
+    """Per-frame cost of the steps that the plane path replaces, each path's way, on one thread."""
+    from vidcolor.encode import _zero_padding
+    from vidcolor.model import build_model as _bm
+
+    torch.set_num_threads(1)
+    info = videoio.probe(clip)
+    spec = yuv.plan(info.pix_fmt, choose_pix_fmt(EncodeOptions(), info.bit_depth, info.width, info.height),
+                    info.colour)
+    if spec is None:
+        raise SystemExit(f"{clip} takes the RGB path ({info.pix_fmt}); nothing to compare")
+    with av.open(str(clip)) as c:
+        vf = list(c.decode(video=0))
+    eng = Engine(_bm(default_config("identity")), "cpu", render)
+    rgb = [f.to_ndarray(format="rgb24") for f in vf]
+    ys = [yuv.luma_plane(f, spec) for f in vf]
+    rb = [rgb[i:i + batch] for i in range(0, len(rgb), batch)]
+    yb = [ys[i:i + batch] for i in range(0, len(ys), batch)]
+    with torch.inference_mode():
+        L = [eng.full_l(b) for b in rb]
+        ab = [torch.randn(len(b), 2, *eng.render_l(b[:1]).shape[-2:]) * 20 for b in rb]
+        comp_rgb = [x for b, a in zip(L, ab) for x in eng.compose_l(b, a, np.uint8)]
+        comp_uv = [x for b, a in zip(L, ab) for x in eng.compose_uv(b, a, spec)]
+    planes = [yuv.Planes(y, u, v) for y, (u, v) in zip(ys, comp_uv)]
+    rows = [
+        ("decoded frame -> network input", _per_frame_ms(lambda f: f.to_ndarray(format="rgb24") is not None, vf),
+         _per_frame_ms(lambda f: (yuv.luma_plane(f, spec), yuv.has_colour(f, spec)) is not None, vf)),
+        ("full-resolution L", _per_frame_ms(lambda b: len(eng.full_l(b)), rb),
+         _per_frame_ms(lambda b: len(eng.full_l(b, spec)), yb)),
+        ("composition (L + ab -> output)", _per_frame_ms(lambda i: len(eng.compose_l(L[i], ab[i], np.uint8)), range(len(L))),
+         _per_frame_ms(lambda i: len(eng.compose_uv(L[i], ab[i], spec)), range(len(L)))),
+        ("encoder frame (to the codec's format)",
+         _per_frame_ms(lambda x: _zero_padding(av.VideoFrame.from_ndarray(x, format="rgb24").reformat(
+             format=spec.out_fmt)) is not None, comp_rgb),
+         _per_frame_ms(lambda p: yuv.to_frame(p, spec) is not None, planes)),
+    ]
+    print(f"per-frame cost, ms on 1 thread ({clip.name}, {info.width}x{info.height} {info.pix_fmt} -> {spec.out_fmt}):")
+    print(f"{'step':40s} {'RGB path':>9s} {'planes':>9s} {'saved':>9s}")
+    for name, a_ms, b_ms in rows:
+        print(f"{name:40s} {a_ms:9.2f} {b_ms:9.2f} {a_ms - b_ms:9.2f}")
+    ta, tb = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    print(f"{'total':40s} {ta:9.2f} {tb:9.2f} {ta - tb:9.2f}")
 
 
 def _fmt(xs: list[float]) -> str:
@@ -92,7 +174,14 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="runs per end-to-end figure (the median is printed)")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--skip-checkpoint", action="store_true")
+    p.add_argument("--rgb", action="store_true", help="force the RGB compose path (the path before issue 17)")
+    p.add_argument("--stages", action="store_true", help="only the per-step costs, RGB path vs plane path")
     a = p.parse_args()
+    global RGB_PATH
+    RGB_PATH = a.rgb
+    if a.stages:
+        stages(a.clip, a.render_size, a.batch_size)
+        return
     torch.set_num_threads(a.threads)
     window = DEFAULT_WINDOW if a.window is None else a.window
     model = load_model(a.weights)
@@ -122,6 +211,9 @@ def main() -> None:
             if window:
                 runs["w0"].append(e2e(a.clip, a.weights, a.render_size, a.batch_size, window=0))
         ef, idf = median(runs["b"]), median(runs["c"])
+        label = {"identity": "identity model", "model-only": "model-only"}
+        print("core-ms per frame (process CPU time, all threads): " + ", ".join(
+            f"{label.get(k, f'window {k}')} {median(v):.1f} (runs {_fmt(v)})" for k, v in CORE_MS.items()))
         print(f"(b) end-to-end: {ef:.2f} fps (temporal window {window}; runs {_fmt(runs['b'])})")
         print(f"(c) end-to-end, identity model: {idf:.2f} fps (runs {_fmt(runs['c'])})")
         if window:
@@ -146,7 +238,7 @@ def main() -> None:
             r10 = peak_rss_mb(long_clip, a.weights, a.render_size, a.batch_size, a.threads)
             print(f"peak RSS: {r1:.0f} MB for the clip, {r10:.0f} MB for 10x the clip ({100 * (r10 / r1 - 1):+.1f}%)")
     print(json.dumps({"clip": str(a.clip), "render_size": a.render_size, "batch_size": a.batch_size,
-                      "threads": a.threads}))
+                      "threads": a.threads, "compose": "yuv" if plane_spec(a.clip) else "rgb"}))
     print(f"e2e_fps={ef:.2f} model_fps={mf:.2f} ratio={ef / mf:.3f}")
 
 

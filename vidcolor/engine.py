@@ -1,10 +1,11 @@
 """The batched colorization engine: frames in, ab at render size out, and the
-full-resolution composition of the input's own L with that ab.
+composition of the input's own L with that ab: full-resolution RGB, or for
+the YUV plane path (:mod:`vidcolor.yuv`) just the U,V planes.
 
 CPU and CUDA share every line but three choices made in :class:`Engine`'s
 constructor: fp16 autocast, pinned host buffers with non-blocking copies, and
 channels_last. The only host/device sync per batch is the copy back in
-:meth:`Engine.compose_l`.
+:meth:`Engine.compose_l` or :meth:`Engine.compose_uv`.
 """
 from __future__ import annotations
 
