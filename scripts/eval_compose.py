@@ -6,7 +6,11 @@ through the RGB compose path (``yuv_planes=False``, the path before issue 17) an
 once through the YUV plane path, and PSNR (8-bit RGB, per frame, averaged per
 clip) against the original is printed for both, with the difference.
 
-    python scripts/eval_compose.py [--clips DIR] [--weights W] [--window 3] [--threads 2] [--json out.json]
+With --grey each clip is first made black and white the way film is: its own Y
+plane with neutral chroma, encoded losslessly. Both paths then see the same L
+(from colour input the plane path's L comes from Y, not from the RGB's lightness).
+
+    python scripts/eval_compose.py [--clips DIR] [--weights W] [--window 3] [--threads 2] [--grey] [--json out.json]
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 
@@ -29,6 +34,23 @@ from vidcolor.metrics import psnr  # noqa: E402
 from vidcolor.pipeline import DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
 
 
+def grey_copy(src: Path, dest: Path) -> None:
+    """``src`` with its chroma planes set to neutral, x264-lossless (its Y planes are kept exactly)."""
+    with av.open(str(src)) as c, av.open(str(dest), "w") as out:
+        v = c.streams.video[0]
+        s = out.add_stream("libx264", rate=v.average_rate)
+        s.width, s.height, s.pix_fmt = v.codec_context.width, v.codec_context.height, v.codec_context.format.name
+        s.codec_context.options = {"crf": "0", "preset": "ultrafast"}
+        for i, f in enumerate(c.decode(v)):
+            for plane in f.planes[1:]:
+                np.frombuffer(plane, np.uint8)[:] = 128
+            f.pts, f.time_base = i, 1 / v.average_rate  # frame numbers: the eval compares frame by frame
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=Path, default=REPO.parent / "shared/data/clips")
@@ -36,6 +58,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--grey", action="store_true", help="colour black-and-white copies of the clips (see above)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     results = {}
@@ -43,10 +66,14 @@ def main() -> None:
         gt = frames(clip)
         row = {"frames": len(gt)}
         with tempfile.TemporaryDirectory() as d:
+            src = clip
+            if a.grey:
+                src = Path(d) / "grey.mp4"
+                grey_copy(clip, src)
             for name, planes in (("rgb", False), ("yuv", True)):
                 out = Path(d) / f"{name}.mp4"
                 t = time.perf_counter()
-                colorize_video(clip, out, Settings(weights=a.weights, temporal_window=a.window), progress=False,
+                colorize_video(src, out, Settings(weights=a.weights, temporal_window=a.window), progress=False,
                                yuv_planes=planes)
                 row[f"seconds_{name}"] = round(time.perf_counter() - t, 2)
                 row[f"psnr_{name}"] = float(np.mean([psnr(o, g) for o, g in zip(frames(out), gt)]))
