@@ -64,6 +64,7 @@ class DecodeReport:
     filled: int = 0  # slots filled with a repeat because their packet was rejected
     unfilled: int = 0  # such slots with no good picture anywhere to repeat
     concealed: int = 0  # pictures the decoder flagged corrupt
+    corrupt_packets: int = 0  # video packets the demuxer flagged corrupt (MPEG-TS continuity errors...)
     dropped: int = 0  # decoded pictures whose timestamps repeat or run backwards: not in the output
     retimed: int = 0  # pictures without any timestamp, placed one frame after the previous
     resized: int = 0  # pictures whose size differs from the stream's, scaled to it
@@ -96,6 +97,9 @@ class DecodeReport:
         if self.concealed:
             w.append(f"{self.concealed} of {n} frames were decoded with errors and coloured as decoded "
                      f"(they may show damage)")
+        if self.corrupt_packets:
+            w.append(f"{self.corrupt_packets} video packets were marked damaged when read (the file is damaged "
+                     f"there, and frames may be missing); what they decoded to was coloured")
         if self.read_error:
             at = f" past {self.last_time:.2f} s" if self.last_time is not None else ""
             w.append(f"the input could not be read{at} ({self.read_error}); the {n} frames before that were "
@@ -257,6 +261,7 @@ def _decoded(c: av.container.InputContainer, v: av.video.stream.VideoStream, rep
             packet = None
         if packet is not None and packet.size and not packet.is_discard:
             rep.packets += 1
+            rep.corrupt_packets += bool(packet.is_corrupt)
             if packet.pts is not None:
                 heapq.heappush(sent, packet.pts)
                 rep.last_time = float(packet.pts * packet.time_base) if packet.time_base else None
