@@ -250,6 +250,7 @@ def main() -> None:
         import torch
 
         import vidcolor.cli  # noqa: F401 - imported once here, inherited by every forked run
+        import vidcolor.pipeline  # noqa: F401 - the CLI imports it on use: here, so all runs see the same code
         torch.set_num_threads(1)
     runner = run_spawned if args.spawn else run_forked
 

@@ -37,6 +37,7 @@ class Source:
     out: str = ".mkv"  # the output extension vidcolor is asked for
     damage: str | None = None  # "head", "tail", "middle": bytes cut or zeroed after writing
     exits: tuple[int, ...] = (0,)  # acceptable exit codes
+    says: str = ""  # words the one error line must hold, when the run must fail
     tags: dict = field(default_factory=dict, hash=False)
 
 
@@ -65,12 +66,17 @@ def command(src: Source, dest: Path) -> list[str]:
     return [*cmd, *src.extra, str(dest)]
 
 
+class MissingEncoder(RuntimeError):
+    """This ffmpeg build lacks an encoder the entry needs (Debian's has them all)."""
+
+
 def make(src: Source, folder: Path) -> Path:
     """Write ``src``'s input file into ``folder`` (damaged as it says) and return its path."""
     dest = folder / f"{src.name}{src.ext}"
     r = subprocess.run(command(src, dest), capture_output=True, text=True)
     if r.returncode:
-        raise RuntimeError(f"ffmpeg failed for {src.name}: {r.stderr[-500:]}")
+        kind = MissingEncoder if "Unknown encoder" in r.stderr or "not found" in r.stderr else RuntimeError
+        raise kind(f"ffmpeg failed for {src.name}: {r.stderr.strip()[-500:]}")
     if src.tags.get("rotation"):
         rotate(dest)
     if src.damage:
@@ -219,6 +225,12 @@ MATRIX: list[Source] = [
     Source("vfr", ".mp4", X264, vf="select='not(eq(mod(n\\,3)\\,2))'", extra=("-fps_mode", "vfr"), out=".mp4"),
     Source("rotated", ".mp4", X264, out=".mp4", tags={"rotation": 90}),
     Source("no_audio", ".mp4", X264, audio=(), out=".mp4"),
+    # outputs that cannot hold a stream as it is: one line that says so and names a container that can
+    Source("pcm_to_mp4", ".mov", X264, audio=(("-c:a", "pcm_s16le"),), out=".mp4"),
+    Source("srt_to_mp4", ".mkv", X264, subtitles="srt", out=".mp4", exits=(1,),
+           says=".mp4 files cannot hold the input's subtitle stream #2 (srt)"),
+    Source("h264_to_webm", ".mp4", X264, audio=(("-c:a", "libopus"),), out=".webm", exits=(1,),
+           says=".webm files cannot hold libx264 video"),
     Source("two_audio", ".mkv", X264, audio=(("-c:a", "aac"), ("-c:a", "ac3"))),
     Source("subtitles_mkv", ".mkv", X264, subtitles="srt"),
     Source("subtitles_mp4", ".mp4", X264, subtitles="mov_text", out=".mp4"),
@@ -228,7 +240,7 @@ MATRIX: list[Source] = [
            exits=(0, 4)),
     Source("cut_tail_mkv", ".mkv", ("-c:v", "libx264"), size="64x48", rate="24000/1001", seconds=3,
            audio=(("-c:a", "ac3"),), damage="tail", exits=(0, 4)),
-    Source("cut_head_ts", ".ts", X264, damage="head", exits=(0, 2, 4)),
+    Source("cut_head_ts", ".ts", (*X264, "-g", "6"), damage="head", exits=(0, 4)),
     Source("cut_head_mp4", ".mp4", X264, damage="head", out=".mp4", exits=(2,)),
     Source("corrupt_middle_ts", ".ts", X264, damage="middle", exits=(0, 4)),
     Source("corrupt_middle_mkv", ".mkv", X264, damage="middle", exits=(0, 4)),

@@ -263,12 +263,9 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
     try:
         _try_header(fmt, info, opts)
     except _HeaderError as e:
-        if fmt != "matroska" and e.what != f"{opts.codec} video":
-            try:
-                _try_header("matroska", info, opts)
-            except _HeaderError:
-                raise DamagedInput(f"{e.what} cannot be copied into any container ({e.why}); it is probably "
-                                   f"damaged, so the output would lose it") from None
+        if e.what != f"{opts.codec} video" and (fmt == "matroska" or not _header_ok("matroska", info, opts)):
+            raise DamagedInput(f"{e.what} cannot be copied into any container ({e.why}); it is probably "
+                               f"damaged, so the output would lose it") from None
         hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
         raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {e.what} ({e.why}){hint}") from None
 
@@ -279,6 +276,14 @@ class _HeaderError(Exception):
     def __init__(self, why: str, what: str):
         super().__init__(why, what)
         self.why, self.what = why, what
+
+
+def _header_ok(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> bool:
+    try:
+        _try_header(fmt, info, opts)
+    except _HeaderError:
+        return False
+    return True
 
 
 def _try_header(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
