@@ -38,6 +38,36 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+_MODELS: dict = {}
+
+
+@pytest.fixture()
+def one_model(monkeypatch: pytest.MonkeyPatch, random_weights: Path) -> None:
+    """Build the random network once for all in-process runs: pipeline mechanics, not loading, are tested."""
+    from vidcolor import pipeline
+    from vidcolor.weights import load_model
+
+    cache = _MODELS.setdefault(str(random_weights), load_model(random_weights))
+    monkeypatch.setattr(pipeline, "load_model", lambda p: cache if str(p) == str(random_weights) else load_model(p))
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """The ``vidcolor`` command run in this process (no start-up cost): (exit code, stderr)."""
+    import contextlib
+    import io
+
+    from vidcolor.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args], prog_name="vidcolor")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, err.getvalue()
+
+
 def frame_pattern(i: int, w: int, h: int, grey: bool = True) -> np.ndarray:
     """A moving, textured test picture (so the encoder and flow have something to chew on)."""
     y, x = np.mgrid[0:h, 0:w]

@@ -28,7 +28,7 @@ from vidcolor import (Result, Settings, VidcolorError, colorize_frames, colorize
 from vidcolor.engine import Engine
 from vidcolor.errors import InputError
 
-from .conftest import cli, env, frame_pattern, make_clip, read_video
+from .conftest import cli, env, frame_pattern, make_clip, read_video, run_cli
 
 OPTS = ["--render-size", "32", "--batch-size", "4", "-q"]
 
@@ -46,16 +46,8 @@ def digest(path: Path) -> str | None:
 
 
 @pytest.fixture(autouse=True)
-def _one_model(monkeypatch, random_weights) -> None:
+def _one_model(one_model) -> None:
     """Build the network once for the in-process runs: pipeline mechanics, not loading, are tested here."""
-    from vidcolor import pipeline
-    from vidcolor.weights import load_model
-
-    cache = _MODELS.setdefault(str(random_weights), load_model(random_weights))
-    monkeypatch.setattr(pipeline, "load_model", lambda p: cache if str(p) == str(random_weights) else load_model(p))
-
-
-_MODELS: dict = {}
 
 
 def settings(weights: Path, **kw) -> Settings:
@@ -467,6 +459,34 @@ def test_frame_folder_mixing_sizes_depths_and_alpha(tmp_path, random_weights):
     assert frameio.read_frame(out / "f4.png").rgb.dtype == np.uint16
 
 
+def test_frame_folder_mixing_depths_at_one_size_keeps_each_files_depth(tmp_path, random_weights):
+    """8- and 16-bit scans of one size share batches: each comes out at its own depth, the 16-bit ones
+    with their 16-bit precision (not 8-bit values scaled up)."""
+    import imageio.v3 as iio
+    import tifffile
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    y, x = np.mgrid[0:48, 0:64]
+    g16 = (x * 1000 + y * 7 + 3).astype(np.uint16)  # uses all 16 bits
+    writers = [lambda p: iio.imwrite(p.with_suffix(".png"), (g16 >> 8).astype(np.uint8)),
+               lambda p: iio.imwrite(p.with_suffix(".png"), g16),
+               lambda p: tifffile.imwrite(str(p.with_suffix(".tif")), np.dstack([g16] * 3)),
+               lambda p: frameio.write_frame(p.with_suffix(".png"), np.dstack([g16] * 3), None),
+               lambda p: tifffile.imwrite(str(p.with_suffix(".tif")), np.dstack([(g16 >> 8).astype(np.uint8)] * 3))]
+    for i in range(10):
+        writers[i % len(writers)](src / f"s{i}")
+    out = tmp_path / "out"
+    colorize_frames(src, out, settings(random_weights, batch_size=8), progress=False)
+    for p in src.iterdir():
+        a, b = frameio.read_frame(p).rgb, frameio.read_frame(out / p.name).rgb
+        assert b.dtype == a.dtype, p.name
+        if a.dtype == np.uint16:
+            assert len(np.unique(b & 255)) > 200, p.name  # low bytes vary: real 16-bit output
+            grey_in, grey_out = a.astype(float).mean(-1), b.astype(float).mean(-1)
+            assert np.abs(grey_in - grey_out).mean() < 3 * 257, p.name  # the scan's own lightness
+
+
 # ---------------------------------------------------------------- damage in the middle of a stream
 
 @pytest.fixture(scope="module")
@@ -697,3 +717,34 @@ def test_no_frame_decodes_is_an_input_error(tmp_path, random_weights):
     with pytest.raises(InputError, match="no frame"):
         colour_video(src, tmp_path / "out.mp4", random_weights)
     assert not (tmp_path / "out.mp4").exists()
+
+
+# ---------------------------------------------------------------- unexpected errors (bugs) in the CLI
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_unexpected_error_is_one_line_with_a_logged_traceback_and_resumes(tmp_path, random_weights, monkeypatch,
+                                                                           debug):
+    """A bug is still one `vidcolor: error: FILE: ...` line and exit 1: the traceback goes to a log file
+    whose path is printed (or to stderr with --debug), and the job is kept so the same command resumes."""
+    monkeypatch.setenv("VIDCOLOR_LOG_DIR", str(tmp_path / "logs"))
+    base = tmp_path / "clip.mp4"
+    make_clip(base, n=16)
+    out = tmp_path / "out.mp4"
+    args = ["video", base, out, "--weights", random_weights, "--batch-size", "4", "--segment-frames", "8",
+            "--render-size", "32", "-q", *(["--debug"] if debug else [])]
+    real = fail_from_call(monkeypatch, encode.SegmentWriter, "write", 12, lambda: RuntimeError("boom\nsecond line"))
+    code, err = run_cli(*args)
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[-1].startswith(f"vidcolor: error: {base}: unexpected RuntimeError: boom second line")
+    logs = list((tmp_path / "logs").glob("vidcolor-*.log")) if (tmp_path / "logs").exists() else []
+    if debug:
+        assert "Traceback" in err and not logs
+    else:
+        assert len(lines) == 1 and "Traceback" not in err and len(logs) == 1
+        assert lines[0].endswith(f"the traceback is in {logs[0]}")
+        assert "Traceback" in logs[0].read_text() and "boom" in logs[0].read_text()
+    assert not out.exists() and (tmp_path / ".out.mp4.vidcolor-job" / "seg_000000.mp4").is_file()
+    monkeypatch.setattr(encode.SegmentWriter, "write", real)
+    code, err = run_cli(*[a for a in args if a != "-q"])
+    assert code == 0 and "resuming at frame 8" in err, err
+    check_like(base, out)

@@ -120,3 +120,31 @@ def test_spread_carries_a_pin_along_its_region_only():
     assert near[0] > 20 and near[1] < -10          # most of the way to the pin's colour close by
     assert 0 < far_same[0] < near[0]               # fading with distance in the same region
     assert other.abs().max() < 0.05 * near.abs().max()  # the darker region next to it keeps its colour
+
+
+def test_pins_on_photos_of_different_sizes_are_checked_against_their_own_photo(tmp_path, random_weights):
+    """A pin at x=70 fits the 80-wide photo it is on, though frame 0 is only 64 wide; and a pin may name its
+    photo by file. Photos of different sizes are separate shots: nothing is carried between them."""
+    src = tmp_path / "in"
+    src.mkdir()
+    sizes = {"Apple.png": (48, 64), "Aqua.png": (48, 80), "Zebra.png": (40, 40)}
+    for name, (h, w) in sizes.items():
+        io.imsave(src / name, np.full((h, w), 128, np.uint8), check_contrast=False)
+    hints = tmp_path / "h.json"
+    pins = [{"file": "Aqua.png", "x": 70, "y": 30, "rgb": [220, 40, 40]},
+            {"frame": 2, "file": "Zebra.png", "x": 20, "y": 20, "rgb": [40, 40, 220]}]
+    hints.write_text(json.dumps(pins))
+    assert load_pins(hints, sorted(sizes)) == {1: [(70.0, 30.0, (220, 40, 40))], 2: [(20.0, 20.0, (40, 40, 220))]}
+    out = tmp_path / "out"
+    colorize_frames(src, out, Settings(weights=str(random_weights), render_size=32, hints=str(hints)), progress=False)
+    red, blue = io.imread(out / "Aqua.png")[30, 70].astype(int), io.imread(out / "Zebra.png")[20, 20].astype(int)
+    assert red[0] - red[2] > 30 and blue[2] - blue[0] > 30
+    for bad, words in [({"file": "Aqua.png", "x": 80, "y": 30}, "outside that 80x48 frame"),
+                       ({"file": "Nope.png", "x": 1, "y": 1}, "no frame file 'Nope.png'"),
+                       ({"file": "Aqua.png", "frame": 0, "x": 1, "y": 1}, "is frame 1, but")]:
+        hints.write_text(json.dumps([{**bad, "rgb": [1, 2, 3]}]))
+        with pytest.raises(VidcolorError, match=words):
+            colorize_frames(src, tmp_path / "o2", Settings(weights=str(random_weights), render_size=32,
+                                                           hints=str(hints)), progress=False, restart=True)
+    with pytest.raises(VidcolorError, match="for a video"):
+        load_pins(hints)

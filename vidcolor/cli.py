@@ -1,8 +1,12 @@
 """The ``vidcolor`` command: a thin click layer over the library API."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +80,61 @@ def _run(fn, quiet: bool) -> None:  # noqa: ANN001
         click.echo(f"vidcolor: {res.frames} frames coloured in {res.seconds:.1f} s ({fps:.1f} fps)", err=True)
 
 
+def _subject(args: list[str]) -> str:
+    """The file a command works on, for an error line: its first argument that names an existing path."""
+    for a in args[1:]:
+        if not a.startswith("-") and os.path.exists(a):
+            return a
+    return args[0] if args else "vidcolor"
+
+
+def _log_traceback(args: list[str]) -> Path | None:
+    """Write the current exception's traceback to a new log file; its path, or None if none can be written."""
+    folder = Path(os.environ.get("VIDCOLOR_LOG_DIR") or Path(tempfile.gettempdir()) / "vidcolor-logs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"vidcolor-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"vidcolor {' '.join(args)}\n\n{traceback.format_exc()}")
+    except OSError:
+        return None
+    return path
+
+
+def _unexpected(e: Exception, args: list[str], debug: bool) -> None:
+    """A bug or an unforeseen failure: one line naming the file and what failed, the traceback in a log file
+    (or on stderr with --debug), exit 1. A video job's folder is kept, so the same command resumes."""
+    what = " ".join(str(e).split()) or "(no message)"
+    if len(what) > 300:
+        what = what[:300] + "..."
+    if debug:
+        traceback.print_exc()
+        where = ""
+    else:
+        log = _log_traceback(args)
+        where = f"; the traceback is in {log}" if log else ""
+    click.echo(f"vidcolor: error: {_subject(args)}: unexpected {type(e).__name__}: {what}{where}", err=True)
+    sys.exit(1)
+
+
 class _Group(click.Group):
-    """Command-line mistakes end like every other error: one ``vidcolor: error: ...`` line, exit 2."""
+    """Command-line mistakes end like every other error: one ``vidcolor: error: ...`` line, exit 2.
+
+    ``--debug``, anywhere on the command line, prints the traceback of an unexpected error instead of
+    writing it to a log file."""
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args
+        args = [a for a in args if a != "--debug"]
+        try:
+            return self._main(args, prog_name, complete_var, **extra)
+        except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback reaches the user
+            _unexpected(e, args, debug)
+
+    def _main(self, args: list[str], prog_name: str | None, complete_var: str | None, **extra: Any) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
@@ -120,7 +172,9 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vidcolor")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="On an unexpected error, print its traceback instead of writing it "
+              "to a log file (accepted anywhere on the command line).")
+def main(debug: bool) -> None:
     """Bring colour to black-and-white film."""
 
 

@@ -41,7 +41,9 @@ class DecodeReport:
     before it), so frame count and timing stay those of what was read. In
     containers that store one picture per packet (mp4, mov, mkv, webm, ...)
     every such gap is filled; in MPEG-TS/PS, where the two fields of a frame
-    may travel in separate packets, only as many as the decoder rejected.
+    may travel in separate packets, only as many as the decoder rejected
+    (packets there that give no picture before the first one, as in a file
+    that starts mid-stream, get no slot; a warning counts them).
     Frames the decoder flags as corrupt are coloured as decoded.
 
     The exit-code rule: a run succeeds (exit 0, with a warning per kind of
@@ -65,6 +67,9 @@ class DecodeReport:
     filled: int = 0  # slots filled with a repeat because their packet was rejected
     unfilled: int = 0  # such slots with no good picture anywhere to repeat
     concealed: int = 0  # pictures the decoder flagged corrupt
+    corrupt_packets: int = 0  # video packets the demuxer flagged corrupt (MPEG-TS continuity errors...)
+    frame_time: float | None = None  # seconds per frame, from the stream's rate
+    lead_lost: int = 0  # MPEG-TS/PS: packets before the first picture that gave none (the file starts mid-stream)
     dropped: int = 0  # decoded pictures whose timestamps repeat or run backwards: not in the output
     retimed: int = 0  # pictures without any timestamp, placed one frame after the previous
     resized: int = 0  # pictures whose size differs from the stream's, scaled to it
@@ -87,6 +92,12 @@ class DecodeReport:
         """See the class docstring: no decoded picture had to be left out."""
         return self.dropped == 0
 
+    def _reaches_end(self) -> bool:
+        """The last packet is within a frame and a half of the header's duration: fewer packets than announced
+        frames are then frames the file never held (AVI's "drop frame" chunks), not a lost tail."""
+        return bool(self.duration and self.last_time is not None and self.frame_time and
+                    self.last_time + 1.5 * self.frame_time >= self.duration)
+
     def warnings(self) -> list[str]:
         """One line per kind of damage or oddity met, for the user."""
         w = []
@@ -97,11 +108,17 @@ class DecodeReport:
         if self.concealed:
             w.append(f"{self.concealed} of {n} frames were decoded with errors and coloured as decoded "
                      f"(they may show damage)")
+        if self.lead_lost:
+            w.append(f"the first {self.lead_lost} video packets gave no picture (the file starts mid-stream: its "
+                     f"head is missing?); the output starts at the first frame that decodes")
+        if self.corrupt_packets:
+            w.append(f"{self.corrupt_packets} video packets were marked damaged when read (the file is damaged "
+                     f"there, and frames may be missing); what they decoded to was coloured")
         if self.read_error:
             at = f" past {self.last_time:.2f} s" if self.last_time is not None else ""
             w.append(f"the input could not be read{at} ({self.read_error}); the {n} frames before that were "
                      f"coloured")
-        elif self.expected > self.packets > 0:
+        elif self.expected > self.packets > 0 and not self._reaches_end():
             w.append(f"the input ends early: its header announces {self.expected} frames, {self.packets} are "
                      f"present; those were coloured")
         elif not self.expected and self.duration and self.last_time is not None and \
@@ -184,7 +201,10 @@ class _Slots:
     def _gap(self, pts: int) -> list[DecodedFrame]:
         """A packet's slot that no picture came out for."""
         if not self.one_per_packet and self.rep.errors <= self.rep.filled:
-            return []  # no rejected packet to account for: a packet without a picture of its own
+            # no rejected packet to account for: a packet without a picture of its own, or, before the first
+            # picture, one that needs pictures from before the file's start
+            self.rep.lead_lost += self.good is None and not self.waiting
+            return []
         if self.last is not None and pts <= self.last:
             if pts not in self.late:  # its time has passed: the slot cannot be kept in order
                 self.late.add(pts)
@@ -258,6 +278,7 @@ def _decoded(c: av.container.InputContainer, v: av.video.stream.VideoStream, rep
             packet = None
         if packet is not None and packet.size and not packet.is_discard:
             rep.packets += 1
+            rep.corrupt_packets += bool(packet.is_corrupt)
             if packet.pts is not None:
                 heapq.heappush(sent, packet.pts)
                 rep.last_time = float(packet.pts * packet.time_base) if packet.time_base else None
@@ -310,6 +331,7 @@ def iter_frames(path: Path, high_depth: bool = False, report: DecodeReport | Non
 
         slots = _Slots(rep, _frame_step(v), picture, bool(ONE_PER_PACKET & set(c.format.name.split(","))))
         slots.time_base = v.time_base
+        rep.frame_time = float(slots.step * tb)
         sent: list[int] = []
         held: list[tuple[int, int, av.VideoFrame]] = []
         seq, key = 0, -(1 << 62)

@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from .errors import DamagedInput, VidcolorError
-from .videoio import COPY_TYPES, DISK_ERRNOS, VideoInfo, describe_error, open_container
+from .videoio import COPY_TYPES, DISK_ERRNOS, VideoInfo, describe_error, mp4_options, open_container
 from .yuv import Planes, YuvSpec, tag_stream, to_frame
 
 
@@ -116,7 +116,7 @@ class SegmentWriter:
     def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8,
                  yuv: YuvSpec | None = None):
         self.path = path
-        self.out = av.open(str(path), "w", format="mp4")
+        self.out = av.open(str(path), "w", format="mp4", options=mp4_options("mp4", info.time_base))
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
         s.width, s.height = info.width, info.height
         s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
@@ -127,6 +127,10 @@ class SegmentWriter:
             if yuv.out_fmt != s.pix_fmt:
                 raise ValueError(f"plane path for {yuv.out_fmt}, but the encoder takes {s.pix_fmt}")
             tag_stream(s.codec_context, yuv)
+        # Frames are stamped in the input's time_base, not the stream's: the mp4 muxer raises a coarse
+        # stream time_base (Matroska's 1/1000 becomes 1/16000) when it writes the header, and frames
+        # stamped in that one would reach x264 with pts 16 times too small (pts < dts, EINVAL).
+        self.time_base = info.time_base
         if info.sample_aspect_ratio:
             s.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix:  # rotation/mirroring: kept as metadata, the pixels stay as stored
@@ -159,7 +163,7 @@ class SegmentWriter:
             fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
             frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
         frame.pts = pts
-        frame.time_base = self.stream.time_base
+        frame.time_base = self.time_base
         for p in self.stream.encode(frame):
             self.out.mux(p)
 
@@ -267,7 +271,37 @@ def _zero_padding(frame: av.VideoFrame) -> av.VideoFrame:
 
 def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
     """Fail now, not after hours of colouring, if OUTPUT's container cannot hold the video codec
-    or the input's audio and subtitle streams: write a header to memory with the same streams."""
+    or the input's audio and subtitle streams: write a header to memory with the same streams.
+
+    Streams that even Matroska refuses are damaged input (exit 4), not a poor choice of container."""
+    try:
+        _try_header(fmt, info, opts)
+    except _HeaderError as e:
+        if e.what != f"{opts.codec} video" and (fmt == "matroska" or not _header_ok("matroska", info, opts)):
+            raise DamagedInput(f"{e.what} cannot be copied into any container ({e.why}); it is probably "
+                               f"damaged, so the output would lose it") from None
+        hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
+        raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {e.what} ({e.why}){hint}") from None
+
+
+class _HeaderError(Exception):
+    """A header could not be written: why (FFmpeg's words) and what (the stream it failed on)."""
+
+    def __init__(self, why: str, what: str):
+        super().__init__(why, what)
+        self.why, self.what = why, what
+
+
+def _header_ok(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> bool:
+    try:
+        _try_header(fmt, info, opts)
+    except _HeaderError:
+        return False
+    return True
+
+
+def _try_header(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
+    """Write a header with the output's streams to memory; a failure is a _HeaderError naming the stream."""
     out = av.open(io.BytesIO(), "w", format=fmt)
     what = f"{opts.codec} video"
     try:
@@ -275,6 +309,7 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
         s.width, s.height = info.width, info.height
         s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
         s.time_base = info.time_base
+        copied = 0
         with open_container(info.path) as src:
             for st in src.streams:
                 if st.type in COPY_TYPES:
@@ -283,13 +318,14 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
                                            f"so it cannot be copied and the output would lose it")
                     what = f"the input's {st.type} stream #{st.index} ({st.codec_context.name})"
                     out.add_stream_from_template(st)
-            what = "these streams"
+                    copied += 1
+            if copied:  # the header, written with every stream, failed: not the video alone
+                what = "the input's audio/subtitle streams"
             out.start_encoding()
     except (ValueError, av.error.FFmpegError) as e:
         if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
             raise
-        hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
-        raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {what} ({describe_error(e)}){hint}") from None
+        raise _HeaderError(describe_error(e), what) from None
     finally:
         try:
             out.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -67,8 +67,12 @@ def parse_reference(spec: str) -> tuple[int, Path]:
     return int(idx), p
 
 
-def load_pins(path: Path) -> dict[int, list[tuple[float, float, tuple[int, int, int]]]]:
-    """Read a ``--hints`` JSON file: a list of {"frame", "x", "y", "rgb"} in full-size pixels."""
+def load_pins(path: Path, names: list[str] | None = None) -> dict[int, list[tuple[float, float, tuple[int, int, int]]]]:
+    """Read a ``--hints`` JSON file: a list of {"frame", "x", "y", "rgb"} in full-size pixels.
+
+    With ``names`` (a frame folder's file names, in frame order) a pin may name its frame by file,
+    ``"file": "Aqua.png"``, instead of (or as well as) by index: an index into a folder is easy to get wrong.
+    """
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -77,16 +81,35 @@ def load_pins(path: Path) -> dict[int, list[tuple[float, float, tuple[int, int, 
         raise VidcolorError(f"hints file {path} is not valid JSON: {e}") from None
     if not isinstance(data, list):
         raise VidcolorError(f"hints file {path} must hold a JSON list of {{frame, x, y, rgb}} objects")
+    index = {n: i for i, n in enumerate(names or [])}
     pins: dict[int, list] = {}
     for k, h in enumerate(data):
         try:
-            f, x, y, rgb = int(h["frame"]), float(h["x"]), float(h["y"]), tuple(int(c) for c in h["rgb"])
-        except (KeyError, TypeError, ValueError):
-            raise VidcolorError(f"hint #{k} in {path} needs frame, x, y and rgb [r, g, b]: {h!r}") from None
+            f = _pin_frame(h, index, names is not None)
+            x, y, rgb = float(h["x"]), float(h["y"]), tuple(int(c) for c in h["rgb"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise VidcolorError(f"hint #{k} in {path} needs frame, x, y and rgb [r, g, b] (a folder's frame "
+                                f"may be named by 'file' instead): {h!r}") from None
+        except LookupError as e:
+            raise VidcolorError(f"hint #{k} in {path}: {e.args[0]}") from None
         if f < 0 or len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
             raise VidcolorError(f"hint #{k} in {path} has a bad frame or rgb (0..255): {h!r}")
         pins.setdefault(f, []).append((x, y, rgb))
     return pins
+
+
+def _pin_frame(h: dict, index: dict[str, int], folder: bool) -> int:
+    """A pin's frame index, from "frame", "file" or both (which must agree); LookupError says what is wrong."""
+    if "file" not in h:
+        return int(h["frame"])
+    if not folder:
+        raise LookupError("\"file\" names a frame of a folder; for a video, give \"frame\" (0-based)")
+    name = str(h["file"])
+    if name not in index:
+        raise LookupError(f"no frame file {name!r} in the input folder")
+    if "frame" in h and int(h["frame"]) != index[name]:
+        raise LookupError(f"\"file\" {name!r} is frame {index[name]}, but \"frame\" says {int(h['frame'])}")
+    return index[name]
 
 
 def image_keyframe(index: int, rgb: np.ndarray, size: tuple[int, int], render: tuple[int, int]) -> Keyframe:
@@ -104,15 +127,16 @@ def image_keyframe(index: int, rgb: np.ndarray, size: tuple[int, int], render: t
     return Keyframe(index, ab, torch.ones(1, *render))
 
 
-def pin_keyframe(index: int, pins: list, size: tuple[int, int], render: tuple[int, int]) -> Keyframe:
-    """Colour pins of one frame -> small disks of ab at render size."""
+def pin_keyframe(index: int, pins: list, size: tuple[int, int], render: tuple[int, int], name: str = "") -> Keyframe:
+    """Colour pins of one frame (of ``size`` (h, w), file ``name`` if any) -> small disks of ab at render size."""
     h, w = render
     ab = torch.zeros(2, h, w)
     mask = torch.zeros(1, h, w)
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     for x, y, rgb in pins:
         if not (0 <= x < size[1] and 0 <= y < size[0]):
-            raise VidcolorError(f"hint at ({x:g}, {y:g}) on frame {index} is outside the {size[1]}x{size[0]} frame")
+            what = f"frame {index} ({name})" if name else f"frame {index}"
+            raise VidcolorError(f"hint at ({x:g}, {y:g}) on {what} is outside that {size[1]}x{size[0]} frame")
         cx, cy = (x + 0.5) * w / size[1] - 0.5, (y + 0.5) * h / size[0] - 0.5
         disk = ((xx - cx) ** 2 + (yy - cy) ** 2) <= PIN_RADIUS ** 2
         lab = rgb_to_lab(torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1) / 255.0)
@@ -144,14 +168,18 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
     feats: dict[int, tuple] = {}
     dist: dict[int, torch.Tensor] = {}
     cut_after: set[int] = set()
+    shapes: dict[int, torch.Size] = {}
     n = 0
     for idx, L in Ls:
         if idx > last_needed + 2:
             break
         s = _std(L)
         feats[idx] = fl.cut_features(s)
-        if idx - 1 in feats:
+        if idx - 1 in shapes and shapes[idx - 1] != s.shape:
+            cut_after.add(idx - 1)  # photos of different sizes: nothing to carry between them
+        elif idx - 1 in feats:
             dist[idx - 1] = fl.frame_distance(feats[idx - 1], feats[idx])
+        shapes[idx] = s.shape
         if any(abs(idx - k) <= reach + 1 for k in keys):
             frames[idx] = s
         for old in [k for k in feats if k < idx - 3]:
@@ -277,24 +305,31 @@ def guide_spec(references: list[str], hints: str | None) -> dict:
     return {"references": refs, "hints": sha256_file(Path(hints)) if hints else None}
 
 
-def build_keyframes(references: list[str], hints: str | None, size: tuple[int, int],
-                    render: tuple[int, int], n_frames: int | None = None) -> list[Keyframe]:
-    """Keyframes from ``--reference`` specs and a ``--hints`` file, for frames of ``size`` (h, w)."""
+def build_keyframes(references: list[str], hints: str | None, size: Callable[[int], tuple[int, int]],
+                    render: Callable[[tuple[int, int]], tuple[int, int]], n_frames: int | None = None,
+                    names: list[str] | None = None) -> list[Keyframe]:
+    """Keyframes from ``--reference`` specs and a ``--hints`` file.
+
+    ``size(i)`` is frame i's (h, w), so each pin is checked against its own frame (the photos of a
+    folder may differ in size), and ``render(size)`` the render size for it. ``names`` are a frame
+    folder's file names, which pins may use instead of indices."""
     from .frameio import read_frame
+
+    def check(idx: int, what: str) -> None:
+        if n_frames and idx >= n_frames:
+            raise VidcolorError(f"{what} {idx} is past the last frame ({n_frames - 1})")
 
     keys: dict[int, Keyframe] = {}
     for spec in references:
         idx, path = parse_reference(spec)
-        if n_frames and idx >= n_frames:
-            raise VidcolorError(f"--reference frame {idx} is past the last frame ({n_frames - 1})")
+        check(idx, "--reference frame")
         if idx in keys:
             raise VidcolorError(f"two --reference images for frame {idx}")
-        keys[idx] = image_keyframe(idx, read_frame(path).rgb, size, render)
+        keys[idx] = image_keyframe(idx, read_frame(path).rgb, size(idx), render(size(idx)))
     if hints:
-        for idx, pins in sorted(load_pins(Path(hints)).items()):
-            if n_frames and idx >= n_frames:
-                raise VidcolorError(f"a hint names frame {idx}, past the last frame ({n_frames - 1})")
-            kf = pin_keyframe(idx, pins, size, render)
+        for idx, pins in sorted(load_pins(Path(hints), names).items()):
+            check(idx, "a hint names frame")
+            kf = pin_keyframe(idx, pins, size(idx), render(size(idx)), names[idx] if names else "")
             if idx in keys:  # pins on a referenced frame override the painting there
                 old = keys[idx]
                 kf = Keyframe(idx, torch.where(kf.mask > 0, kf.ab, old.ab), torch.maximum(kf.mask, old.mask))

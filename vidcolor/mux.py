@@ -10,7 +10,7 @@ import av
 
 from .decode import DecodeReport
 from .errors import DamagedInput, VidcolorError
-from .videoio import COPY_TYPES, DISK_ERRNOS, describe_error, open_container
+from .videoio import COPY_TYPES, DISK_ERRNOS, describe_error, mp4_options, open_container
 
 
 @dataclass
@@ -58,7 +58,9 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
     the film is.
     """
     rep = JoinReport()
-    out = av.open(str(dest), "w", format=fmt, options={"avoid_negative_ts": "disabled"})
+    with av.open(str(segments[0])) as first:
+        tb = first.streams.video[0].time_base
+    out = av.open(str(dest), "w", format=fmt, options={"avoid_negative_ts": "disabled", **mp4_options(fmt, tb)})
     try:
         with av.open(str(segments[0])) as first:
             vt = first.streams.video[0]
@@ -135,6 +137,7 @@ def _mux_copy(out: av.container.OutputContainer, pkt: av.Packet, copies: dict, l
             pkt.pts = pkt.dts
         rep.nudged += 1
     pkt.stream = copies[idx]
+    dts = pkt.dts  # in the input's time_base: mux() rescales the packet to the output stream's in place
     try:
         out.mux(pkt)
     except (ValueError, av.error.FFmpegError) as e:
@@ -143,8 +146,8 @@ def _mux_copy(out: av.container.OutputContainer, pkt: av.Packet, copies: dict, l
         rep.lost += 1
         return
     rep.copied += 1
-    if pkt.dts is not None:
-        last[idx] = pkt.dts
+    if dts is not None:
+        last[idx] = dts
 
 
 def verify_output(path: Path, frames: int, report: DecodeReport, tol: float = 0.002) -> str | None:

@@ -97,17 +97,18 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
                if settings.references or settings.hints else {}), **extra}
 
 
-def _plan(settings: Settings, engine: Engine, size: Callable[[], tuple[int, int]], n_frames: int | None,
-          frames: Callable[[], Iterable[tuple[int, np.ndarray]]], yuv: yuvmod.YuvSpec | None = None) -> dict | None:
+def _plan(settings: Settings, engine: Engine, size: Callable[[int], tuple[int, int]], n_frames: int | None,
+          frames: Callable[[], Iterable[tuple[int, np.ndarray]]], names: list[str] | None = None,
+          yuv: yuvmod.YuvSpec | None = None) -> dict | None:
     """Guides for every frame a reference or pin reaches, or None without any (a pre-pass over L).
 
-    ``size`` and ``frames`` are callables so nothing is read unless there are guides; ``frames``
-    gives Y planes when ``yuv`` is set (the plane path), RGB otherwise."""
+    ``size(i)`` is frame i's (h, w); ``names`` a folder's file names, which pins may use. ``size`` and
+    ``frames`` are callables so nothing is read unless there are guides; ``frames`` gives Y planes
+    when ``yuv`` is set (the plane path), RGB otherwise."""
     if not settings.references and not settings.hints:
         return None
-    size = size()
-    rs = render_shape(size[0], size[1], engine.render_size)
-    keys = build_keyframes(list(settings.references), settings.hints, size, rs, n_frames)
+    keys = build_keyframes(list(settings.references), settings.hints, size,
+                           lambda hw: render_shape(hw[0], hw[1], engine.render_size), n_frames, names)
     Ls = ((i, engine.render_l([img], yuv)[0].cpu()) for i, img in frames())
     return plan_guides(Ls, keys, settings.cut_threshold)
 
@@ -297,9 +298,9 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     if job.resumed:
         log(f"resuming at frame {start:,} of {info.frames:,}" if info.frames else f"resuming at frame {start:,}")
     if not job.complete:
-        guides = _plan(settings, engine, lambda: (info.height, info.width), None,
+        guides = _plan(settings, engine, lambda i: (info.height, info.width), None,
                        lambda: ((f.index, f.image) for f in iter_frames(src, info.bit_depth > 8,
-                                                                        deinterlace=deinterlace, yuv=yuv)), yuv)
+                                                                        deinterlace=deinterlace, yuv=yuv)), yuv=yuv)
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
                          guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None)
     if chunk is not None:
@@ -407,6 +408,10 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
         if writer is not None:
             writer.abort()
         raise VidcolorError(f"write failed ({e.strerror or e}); free space and run the same command to resume") from None
+    except Exception:
+        if writer is not None:
+            writer.abort()  # the job folder and its finished segments stay: the same command resumes
+        raise
     finally:
         frames.close()
         bar.close()
@@ -455,8 +460,8 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
             alphas[i] = fr.alpha
             yield i, fr.rgb, None
 
-    guides = _plan(settings, engine, lambda: frameio.read_frame(files[0]).rgb.shape[:2], len(files),
-                   lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)))
+    guides = _plan(settings, engine, lambda i: frameio.read_frame(files[i]).rgb.shape[:2], len(files),
+                   lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)), [f.name for f in files])
     reader = Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
     try:

@@ -167,6 +167,15 @@ def output_format(path: Path) -> str | None:
     return CONTAINERS[ext]
 
 
+def mp4_options(fmt: str | None, time_base: Fraction) -> dict[str, str]:
+    """Muxer options that keep every frame's time exact in an mp4/mov file with video in ``time_base``.
+
+    A non-zero start time is written as an edit list, which counts in the movie's clock (1/1000 s by
+    default): every frame of an MPEG-TS starting at 1.48333 s would move to 1.483 s. With the movie
+    clock at the video's own rate the edit is exact."""
+    return {"movie_timescale": str(time_base.denominator)} if fmt in ("mp4", "mov") else {}
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename durable (power loss) where the OS allows it."""
     try:
