@@ -37,6 +37,8 @@ def test_video_end_to_end(tmp_path, clip, random_weights, ext):
     assert res.frames == 24
     b = check_same_timing_and_audio(clip, out)
     assert len(b["audio"]) > 10
+    # the container's stated rate too: Matroska's said 1000 fps (or the clock rate) before
+    assert float(b["rate"]) == pytest.approx(float(read_video(clip)["rate"]), rel=1e-3)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no job folder or partial file left
 
 

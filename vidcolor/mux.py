@@ -67,6 +67,10 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
             vs = out.add_stream_from_template(vt)
             vs.time_base = vt.time_base
         src = open_container(source)
+        if src.streams.video and src.streams.video[0].average_rate:
+            # Matroska writes its DefaultDuration from this; left unset it says 1000 fps (or the
+            # segment's clock rate), which players and probes then report as the film's rate.
+            vs.codec_context.framerate = src.streams.video[0].average_rate
         copies = {}
         for s in src.streams:
             if s.type in COPY_TYPES:
