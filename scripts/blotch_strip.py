@@ -12,12 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from eval_dev import REPO, load_rgb, make_sheet
-from vidcolor.evaluate import grey_baseline, resize_rgb, short_side_shape
-from vidcolor.train import predict_rgb
+from eval_dev import REPO, colour_photo, make_sheet, photo_at
+from vidcolor.evaluate import grey_baseline
 from vidcolor.weights import load_model
 
 
@@ -32,17 +30,14 @@ def main() -> None:
     ap.add_argument("--out", default="blotch_strip.png")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    items = json.loads(Path(a.json).read_text())["items"]
+    report = json.loads(Path(a.json).read_text())
+    items = report["items"]
     worst = sorted(items, key=lambda r: -r["pred_false_colour"])[:a.count]
     models = [load_model(a.before), load_model(a.after)]
     rows = []
     for r in worst:
-        img = load_rgb(Path(a.data_dir) / "train" / r["file"])
-        img = resize_rgb(img, short_side_shape(img.shape[0], img.shape[1], 256))
-        rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
-        outs = [(predict_rgb(m, rgb, a.temperature)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-                for m in models]
-        rows.append((r["file"], grey_baseline(img), *outs, img))
+        img = photo_at(Path(a.data_dir) / "train" / r["file"], report["short_side"])
+        rows.append((r["file"], grey_baseline(img), *(colour_photo(m, img, a.temperature) for m in models), img))
     make_sheet(rows, Path(a.out))
     print(f"wrote {a.out}: {', '.join(r['file'] for r in worst)}")
 

@@ -65,6 +65,20 @@ def load_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(im[..., :3])
 
 
+def photo_at(path: Path, short_side: int) -> np.ndarray:
+    """A photo as uint8 RGB, resized so its short side is ``short_side`` (how every photo is judged)."""
+    img = load_rgb(path)
+    return resize_rgb(img, short_side_shape(img.shape[0], img.shape[1], short_side))
+
+
+def colour_photo(model, img: np.ndarray, temperature: float, hint: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> np.ndarray:
+    """The model's colouring of uint8 RGB ``img`` from its own L, as uint8 RGB."""
+    rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+    out = predict_rgb(model, rgb, temperature, hint, mask)
+    return (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
 def point_hints(ab: torch.Tensor, k: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Exactly ``k`` hint patches (1-4 px, the patch's mean ab) for (1, 2, H, W) ground-truth ab.
 
@@ -81,8 +95,9 @@ def summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Per-image means of a group of rows; colourfulness ratio as a ratio of means."""
     out: dict[str, dict[str, float]] = {}
     gt_cf = float(np.mean([r["gt_colorfulness"] for r in rows]))
+    keys = [k[len("pred_"):] for k in rows[0] if k.startswith("pred_")]  # what image_metrics measured
     for who in ("pred", "grey"):
-        m = {k: float(np.mean([r[f"{who}_{k}"] for r in rows])) for k in ("psnr", "ssim", "auc", "colorfulness", "false_colour")}
+        m = {k: float(np.mean([r[f"{who}_{k}"] for r in rows])) for k in keys}
         m["colorfulness_ratio"] = m["colorfulness"] / gt_cf if gt_cf > 0 else float("nan")
         out[who] = m
     return out
@@ -136,15 +151,13 @@ def run(a: argparse.Namespace) -> dict:
     rows: list[dict] = []
     t0 = time.time()
     for i, it in enumerate(tqdm(items, desc="dev", disable=a.quiet, leave=False)):
-        img = load_rgb(Path(a.data_dir) / "train" / it.file)
-        img = resize_rgb(img, short_side_shape(img.shape[0], img.shape[1], a.short_side))
-        rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+        img = photo_at(Path(a.data_dir) / "train" / it.file, a.short_side)
         hint = mask = None
         if a.hints:
+            rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
             rng = np.random.default_rng([HINT_SEED, int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)])
             hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, rng)
-        out = predict_rgb(model, rgb, a.temperature, hint, mask)
-        ours = (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        ours = colour_photo(model, img, a.temperature, hint, mask)
         m = image_metrics(ours, img)
         rows.append({"file": it.file, "source": it.source,
                      **{f"{who}_{k}": v for who, d in m.items() for k, v in d.items()}})

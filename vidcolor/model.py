@@ -266,7 +266,7 @@ class Colorizer(nn.Module):
         # Bins last: contiguous for channels_last output (the CPU layout), so softmax and the
         # weighted mean run as one row-wise softmax and one matmul (about 2x faster than einsum).
         t = torch.as_tensor(temperature, dtype=torch.float32, device=out.device).clamp_min(1e-3)
-        logits = (out.float().permute(0, 2, 3, 1) - self.readout_bias.to(out.device)) * t.reciprocal()
+        logits = (out.float().permute(0, 2, 3, 1) - self.readout_bias) * t.reciprocal()
         p = torch.softmax(logits, dim=-1)
         return (p @ self.bins.to(p)).permute(0, 3, 1, 2)
 

@@ -281,8 +281,8 @@ def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0) -> Non
 
     ``prior_alpha`` > 0 stores ``prior_alpha * log(w)`` of the rebalancing weights ``w`` as the
     model's readout bias (:class:`vidcolor.model.Colorizer`): the share of class rebalancing
-    that the readout takes back. Choose it on the dev split (``scripts/eval_dev.py --prior-alpha``).
-    """
+    that the readout takes back. Choose it on the dev split: export with a few values and run
+    ``scripts/eval_dev.py --weights`` on each (weights/README.md, Session 6)."""
     st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     obj = {"config": st["config"], "model": st["ema"], "step": st["step"],
            "wall_seconds": st["wall_seconds"], "train_config": st["train_config"], "history": st["history"]}
