@@ -25,11 +25,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from . import frameio
-from .chunks import VideoTask
+from .chunks import Chunk, VideoTask
+from .defaults import DEFAULT_SEGMENT
 from .errors import InputError, VidcolorError
+from .job import FOLDER_MANIFEST
 
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".nut", ".mpg", ".mpeg", ".ts", ".m2ts",
               ".mts", ".mxf", ".wmv", ".flv", ".dv", ".ogv", ".3gp", ".vob"}
@@ -56,7 +58,7 @@ class Options:
 
     settings: "Settings"  # noqa: F821  (vidcolor.pipeline.Settings)
     encode: "EncodeOptions | None" = None  # noqa: F821
-    segment_frames: int = 240
+    segment_frames: int = DEFAULT_SEGMENT
     deinterlace: bool = False
     overwrite: bool = False
     restart: bool = False
@@ -83,6 +85,15 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def status_text(self) -> str:
+        return self.status if self.ok else f"{self.status} (exit {self.exit_code})"
+
+    @classmethod
+    def from_result(cls, item: Item, res: Any) -> "Row":
+        """The row of a finished run (a :class:`vidcolor.pipeline.Result`)."""
+        return cls(item, "resumed" if res.resumed_at else "done", 0, res.frames, res.seconds, list(res.warnings))
 
 
 # -- finding inputs and naming outputs ------------------------------------------------------
@@ -172,9 +183,9 @@ def is_finished(item: Item) -> bool:
     frame folder holding every frame with no job manifest left in it."""
     if item.kind == "video":
         return item.output.is_file()
-    if item.kind == "frames" and item.output.is_dir() and not (item.output / ".vidcolor-job.json").exists():
+    if item.kind == "frames" and item.output.is_dir() and not (item.output / FOLDER_MANIFEST).exists():
         try:
-            return all((item.output / f.name).exists() for f in frameio.list_frames(item.input))
+            return all(frameio.is_complete(item.output / f.name) for f in frameio.list_frames(item.input))
         except VidcolorError:
             return False
     return False
@@ -182,8 +193,9 @@ def is_finished(item: Item) -> bool:
 
 # -- running --------------------------------------------------------------------------------
 
-def run_item(item: Item, opts: Options) -> Row:
-    """Colour one input here and now; never raises for the input's sake (the row says what went wrong)."""
+def run_item(item: Item, opts: Options, chunk: "Chunk | None" = None) -> Row:
+    """Colour one input (or one ``chunk`` of a video) here and now; never raises for the input's sake
+    (the row says what went wrong)."""
     from .pipeline import colorize_frames
 
     t0 = time.time()
@@ -191,7 +203,9 @@ def run_item(item: Item, opts: Options) -> Row:
         if item.kind == "missing":
             raise InputError(f"input not found: {item.input}")
         item.output.parent.mkdir(parents=True, exist_ok=True)
-        if item.kind == "video":
+        if chunk is not None:  # --restart was applied once, before the chunks (chunks.prepare)
+            res = opts.video_task(item).run(chunk, restart=False)
+        elif item.kind == "video":
             res = opts.video_task(item).run()
         else:
             res = colorize_frames(item.input, item.output, opts.settings, overwrite=opts.overwrite,
@@ -203,7 +217,7 @@ def run_item(item: Item, opts: Options) -> Row:
         return Row(item, "interrupted", 130, error="interrupted; run the same command again to resume")
     except Exception as e:  # noqa: BLE001  one file's surprise must not stop the others
         return Row(item, "failed", 1, error=f"unexpected {type(e).__name__}: {e}", seconds=time.time() - t0)
-    return Row(item, "resumed" if res.resumed_at else "done", 0, res.frames, res.seconds, list(res.warnings))
+    return Row.from_result(item, res)
 
 
 def pending(items: list[Item], opts: Options) -> tuple[list[Item], list[Row]]:
@@ -257,9 +271,9 @@ def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options,
         from .chunks import DEFAULT_CHUNK
 
         cluster.connect(ray)
-        device = o.settings.device
-        gpus = 1.0 if device == "cuda" or (device == "auto" and cluster.cluster_gpus() > 0) else 0.0
-        log(f"{len(todo)} to colour on Ray ({cluster.cluster_cpus():g} CPUs, {cluster.cluster_gpus():g} GPUs)")
+        device, have = o.settings.device, cluster.cluster_gpus()
+        gpus = 1.0 if device == "cuda" or (device == "auto" and have > 0) else 0.0
+        log(f"{len(todo)} to colour on Ray ({cluster.cluster_cpus():g} CPUs, {have:g} GPUs)")
         return cluster.run_ray(todo, o, chunk_frames or DEFAULT_CHUNK, threads or 1, gpus, on_row)
 
     return run_items(items, opts, on_ray if ray else local)
@@ -277,8 +291,7 @@ def summary(rows: list[Row], out: Path) -> str:
         except ValueError:
             shown_out = str(r.item.output)
         fps = f"{r.frames / r.seconds:.1f}" if r.frames and r.seconds else "-"
-        status = r.status if r.ok else f"{r.status} (exit {r.exit_code})"
-        lines.append((r.item.shown, shown_out, str(r.frames) if r.frames else "-", fps, status,
+        lines.append((r.item.shown, shown_out, str(r.frames) if r.frames else "-", fps, r.status_text,
                       str(len(r.warnings))))
     widths = [max(len(ln[c]) for ln in lines) for c in range(len(head))]
     right = {2, 3, 5}

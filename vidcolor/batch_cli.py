@@ -44,8 +44,7 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, codec: str, crf: int, preset:
     def on_row(r: Any) -> None:
         count[0] += 1
         if not kw["quiet"]:
-            what = r.status if r.ok else f"{r.status} (exit {r.exit_code})"
-            click.echo(f"vidcolor: [{count[0]}] {r.item.shown}: {what}", err=True)
+            click.echo(f"vidcolor: [{count[0]}] {r.item.shown}: {r.status_text}", err=True)
 
     old = signal.signal(signal.SIGTERM, _on_term)
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import videoio
 from .defaults import DEFAULT_SEGMENT
 from .encode import EncodeOptions
-from .job import job_dir, merge_chunks
+from .job import JOB_MANIFEST, job_dir, merge_chunks
 from .pipeline import Result, Settings, colorize_video, segment_length
 
 Chunk = tuple[int, "int | None"]
@@ -62,7 +62,7 @@ def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
 def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
     """How to split ``task``: one chunk when it is short, when its frame count is unknown, or when an
     unchunked job for it is already under way (it is resumed as it was started)."""
-    if (job_dir(task.output) / "manifest.json").exists() and not task.restart:
+    if (job_dir(task.output) / JOB_MANIFEST).exists() and not task.restart:
         return [(0, None)]
     try:
         frames = videoio.probe(task.input).frames
@@ -73,7 +73,7 @@ def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
 
 def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
     """Before the chunks start: ``--restart`` discards the old job here, once, not in each chunk."""
-    if len(chunks) > 1 and task.restart:
+    if task.restart:
         shutil.rmtree(job_dir(task.output), ignore_errors=True)
 
 

@@ -1,6 +1,7 @@
 """The ``vidcolor`` command: a thin click layer over the library API."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -8,7 +9,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -62,15 +63,23 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
                     hints=str(kw["hints"]) if kw["hints"] else None)
 
 
-def _run(fn, quiet: bool) -> None:  # noqa: ANN001
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM is handled as Ctrl-C, and either ends the command with exit 130 and the resume hint
+    (checkpoints are saved on the way out). A VidcolorError becomes one line in _Group.main."""
     old = signal.signal(signal.SIGTERM, _on_term)
     try:
-        res = fn()  # a VidcolorError (Interrupted too) becomes one line in _Group.main
+        yield
     except KeyboardInterrupt:
         click.echo("vidcolor: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _run(fn, quiet: bool) -> None:  # noqa: ANN001
+    with interruptible():
+        res = fn()
     for w in res.warnings:  # about the input or the run: shown even with -q
         click.echo(f"vidcolor: warning: {w}", err=True)
     if not quiet:

@@ -30,7 +30,7 @@ def _ray() -> Any:
     return ray
 
 
-def connect(address: str | None, num_cpus: int | None = None) -> None:
+def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` ("auto": the one this machine belongs to, else a new local one)."""
     ray = _ray()
     if ray.is_initialized():
@@ -38,8 +38,6 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     kw: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
     if address not in (None, "auto"):
         kw["address"] = address
-    if num_cpus and address in (None, "auto"):
-        kw["num_cpus"] = num_cpus
     try:
         ray.init(**kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -61,13 +59,7 @@ def colour_file(item: Item, opts: Options, threads: int) -> Row:
 def colour_chunk(item: Item, opts: Options, chunk: chunks.Chunk, threads: int) -> Row:
     """Ray task: one chunk of a video; its row has the chunk's frames and time (or its error)."""
     _threads(threads)
-    try:
-        item.output.parent.mkdir(parents=True, exist_ok=True)
-        res = opts.video_task(item).run(chunk, restart=False)
-    except (VidcolorError, OSError) as e:
-        return Row(item, "failed", getattr(e, "exit_code", 1), error=str(e))
-    return Row(item, "resumed" if res.resumed_at else "done", 0, res.frames, res.seconds,
-               list(res.warnings))
+    return run_item(item, opts, chunk)
 
 
 def join_chunks(item: Item, opts: Options, chunk_list: list[chunks.Chunk], *parts: Row) -> Row:
@@ -97,11 +89,12 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
     join_task = ray.remote(**res)(join_chunks)  # the same device as its chunks: it is part of the job's settings
     refs: dict[Any, Item] = {}
     for it in items:
-        plan = chunks.chunks_for(opts.video_task(it), chunk_frames) if it.kind == "video" else [(0, None)]
+        task = opts.video_task(it)
+        plan = chunks.chunks_for(task, chunk_frames) if it.kind == "video" else [(0, None)]
         if len(plan) == 1:
             refs[file_task.remote(it, opts, threads)] = it
             continue
-        chunks.prepare(opts.video_task(it), plan)
+        chunks.prepare(task, plan)
         parts = [chunk_task.remote(it, opts, c, threads) for c in plan]
         refs[join_task.remote(it, opts, plan, *parts)] = it
     rows = []

@@ -19,6 +19,8 @@ from typing import Any
 from .errors import JobMismatch, VidcolorError
 
 MANIFEST_VERSION = 1
+JOB_MANIFEST = "manifest.json"  # a video job's, in its job folder
+FOLDER_MANIFEST = ".vidcolor-job.json"  # a frame folder job's, in OUT_DIR
 HEAD_BYTES = 1 << 20
 
 
@@ -99,7 +101,7 @@ class Job:
 class VideoJob(Job):
     """Segments of a video job, in a hidden folder beside OUTPUT."""
 
-    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False, manifest: str = "manifest.json"):
+    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False, manifest: str = JOB_MANIFEST):
         self.dir = job_dir(output)
         if restart and self.dir.exists():
             shutil.rmtree(self.dir)
@@ -169,13 +171,13 @@ class ChunkJob(VideoJob):
 
     def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None):
         self.first, self.stop = first, stop
-        super().__init__(output, {**spec, "chunk": [first, stop]}, manifest=chunk_manifest_name((first, stop)))
+        super().__init__(output, spec, manifest=chunk_manifest_name((first, stop)))
 
     def _torn_files(self) -> list[Path]:
         # only this chunk's own: the other chunks' temporary files may be in the middle of being written
         own = [p for p in self.dir.glob("seg_*.tmp.mp4")
                if int(p.name[4:10]) >= self.first and (self.stop is None or int(p.name[4:10]) < self.stop)]
-        return own + list(self.dir.glob(self.manifest_path.name + ".tmp"))
+        return own + [self.manifest_path.with_name(self.manifest_path.name + ".tmp")]
 
 
 def chunk_manifest_name(chunk: tuple[int, int | None]) -> str:
@@ -199,7 +201,7 @@ def merge_chunks(output: Path, chunks: list[tuple[int, int | None]]) -> None:
             states.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             raise VidcolorError(f"chunk checkpoint {path} is missing or unreadable; run the batch again") from None
-    specs = [{k: v for k, v in st["spec"].items() if k != "chunk"} for st in states]
+    specs = [st["spec"] for st in states]
     if any(sp != specs[0] for sp in specs) or not all(st.get("complete") for st in states):
         raise VidcolorError(f"the chunks of {output} are unfinished or were made with different settings; "
                             f"run the batch again")
@@ -216,6 +218,6 @@ def merge_chunks(output: Path, chunks: list[tuple[int, int | None]]) -> None:
             raise VidcolorError(f"the chunks of {output} leave a gap at frame {prev['start'] + prev['frames']}; "
                                 f"run the batch again")
     total = segments[-1]["start"] + segments[-1]["frames"] if segments else 0
-    write_json_atomic(d / "manifest.json", {"version": MANIFEST_VERSION, "spec": specs[0], "segments": segments,
+    write_json_atomic(d / JOB_MANIFEST, {"version": MANIFEST_VERSION, "spec": specs[0], "segments": segments,
                                             "frames_done": total, "decode_report": ended[0]["decode_report"],
                                             "complete": True, "total_frames": total})

@@ -25,7 +25,7 @@ from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_form
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
-from .job import ChunkJob, Job, VideoJob, file_identity, folder_identity
+from .job import FOLDER_MANIFEST, ChunkJob, Job, VideoJob, file_identity, folder_identity
 from .prefetch import Prefetcher
 from .temporal import Item, Smoother
 from .weights import default_weights_path, load_model, sha256_file
@@ -429,7 +429,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     make_output_folder(dest)
     engine, smoother, wsha = _prepare(settings)
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
-    manifest = dest / ".vidcolor-job.json"
+    manifest = dest / FOLDER_MANIFEST
     had_job = manifest.exists()
     for p in dest.glob(".*.vidcolor-tmp*"):
         p.unlink()
