@@ -66,6 +66,8 @@ def test_workers_are_sized_to_the_machine():
     assert plan_workers(20, Machine(32, 0, 6 * gib)).workers == 4  # memory caps it
     p = plan_workers(20, Machine(16, 4, 64 * gib))
     assert (p.workers, p.threads, p.gpus) == (4, 4, [0, 1, 2, 3])  # one per GPU
+    p = plan_workers(2, Machine(8, 0, 64 * gib), workers=8)  # more workers asked for than files
+    assert (p.workers, p.threads) == (2, 4)  # the cores go to the workers that have a file
 
 
 def test_summary_and_exit_code():

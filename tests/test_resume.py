@@ -183,3 +183,18 @@ def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
     assert names == sorted(p.name for p in out.iterdir())  # no temp files or manifest left
     for n in names:
         assert (ref / n).read_bytes() == (out / n).read_bytes(), n
+
+
+def test_finished_checkpoint_with_a_lost_segment_is_redone(tmp_path):
+    from vidcolor.job import VideoJob
+
+    out = tmp_path / "out.mp4"
+    job = VideoJob(out, {"k": 1})
+    for k in range(3):
+        job.temp_segment(k).write_bytes(b"x")
+        job.commit_segment(k, 8 * k, 8)
+    job.mark_complete(24)
+    (job.dir / "seg_000001.mp4").unlink()  # deleted by hand
+    again = VideoJob(out, {"k": 1})
+    assert again.frames_done == 8 and [s["file"] for s in again.state["segments"]] == ["seg_000000.mp4"]
+    assert not again.complete  # so the run colours frames 8 on again, instead of muxing a gap

@@ -1,14 +1,13 @@
 """``vidcolor batch``: the command over :mod:`vidcolor.batch` (local workers) and :mod:`vidcolor.cluster` (Ray)."""
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import _on_term, _settings, common, video_options
+from .cli import _settings, common, interruptible, video_options
 
 
 @click.command("batch")
@@ -46,11 +45,8 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, codec: str, crf: int, preset:
         if not kw["quiet"]:
             click.echo(f"vidcolor: [{count[0]}] {r.item.shown}: {r.status_text}", err=True)
 
-    old = signal.signal(signal.SIGTERM, _on_term)
-    try:
+    with interruptible():  # the workers' own interrupts become rows; this catches the rest (Ray start-up, probes)
         rows = colorize_batch(inputs, out, opts, workers, threads, ray_address, chunk_frames, on_row,
                               log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(f"vidcolor: {s}", err=True)))
-    finally:
-        signal.signal(signal.SIGTERM, old)
     click.echo(summary(rows, out))
     sys.exit(exit_code(rows))

@@ -88,6 +88,7 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
     chunk_task = ray.remote(**res)(colour_chunk)
     join_task = ray.remote(**res)(join_chunks)  # the same device as its chunks: it is part of the job's settings
     refs: dict[Any, Item] = {}
+    chunk_refs: dict[Any, list[Any]] = {}  # a join's chunk tasks: the driver submitted them, not the join
     for it in items:
         task = opts.video_task(it)
         plan = chunks.chunks_for(task, chunk_frames) if it.kind == "video" else [(0, None)]
@@ -96,7 +97,9 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
             continue
         chunks.prepare(task, plan)
         parts = [chunk_task.remote(it, opts, c, threads) for c in plan]
-        refs[join_task.remote(it, opts, plan, *parts)] = it
+        join = join_task.remote(it, opts, plan, *parts)
+        refs[join] = it
+        chunk_refs[join] = parts
     rows = []
     waiting = list(refs)
     while waiting:
@@ -104,7 +107,8 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
             done, waiting = ray.wait(waiting, num_returns=1)
         except KeyboardInterrupt:
             for ref in waiting:  # a cancelled task gets KeyboardInterrupt: its chunk checkpoint is kept
-                ray.cancel(ref, recursive=True)
+                for r in [ref, *chunk_refs.get(ref, [])]:
+                    ray.cancel(r)
             return rows + [Row(refs[r], "interrupted", 130, error="interrupted; run the same command again "
                                                                   "to resume") for r in waiting]
         try:

@@ -124,6 +124,8 @@ class VideoJob(Job):
         if len(good) != len(self.state["segments"]):
             self.state["segments"] = good
             self.state["frames_done"] = good[-1]["start"] + good[-1]["frames"] if good else 0
+            self.state.pop("complete", None)  # the lost segments must be coloured again
+            self.state.pop("total_frames", None)
 
     def segment_paths(self) -> list[Path]:
         return [self.dir / s["file"] for s in self.state["segments"]]

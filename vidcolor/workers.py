@@ -65,7 +65,7 @@ class Plan:
 def plan_workers(files: int, m: Machine, workers: int | None = None, threads: int | None = None) -> Plan:
     """How many workers and threads: one per GPU, else one per core, never more than memory or files allow."""
     auto = m.gpus or m.cores
-    n = workers or max(1, min(auto, files, m.memory // WORKER_BYTES))
+    n = min(workers or max(1, min(auto, m.memory // WORKER_BYTES)), max(files, 1))
     t = threads or max(1, m.cores // n)
     return Plan(n, t, [k % m.gpus if m.gpus else None for k in range(n)])
 
@@ -119,7 +119,7 @@ def run_local(items: list[Item], opts: Options, plan: Plan,
     ctx = mp.get_context("spawn")
     todo = deque(items)
     rows: list[Row] = []
-    slots = [_Slot(ctx, plan, k, opts) for k in range(min(plan.workers, len(items)))]
+    slots = [_Slot(ctx, plan, k, opts) for k in range(plan.workers)]
     stopping = False
 
     def finish(slot: _Slot, row: Row) -> None:
