@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from vidcolor import videoio, yuv  # noqa: E402
 from vidcolor.decode import iter_frames  # noqa: E402
-from vidcolor.encode import EncodeOptions, choose_pix_fmt  # noqa: E402
+from vidcolor.encode import EncodeOptions, plane_spec as encode_plane_spec  # noqa: E402
 from vidcolor.engine import Engine  # noqa: E402
 from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
 from vidcolor.pipeline import DEFAULT_SEGMENT, DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
@@ -67,9 +67,7 @@ def e2e(clip: Path, weights: Path, render: int, batch: int, window: int = DEFAUL
 
 def plane_spec(clip: Path) -> yuv.YuvSpec | None:
     """The plane path colorize_video takes for this clip with default encoding, or None (RGB path)."""
-    info = videoio.probe(clip)
-    out_fmt = choose_pix_fmt(EncodeOptions(), info.bit_depth, info.width, info.height)
-    return None if RGB_PATH else yuv.plan(info.pix_fmt, out_fmt, info.colour)
+    return None if RGB_PATH else encode_plane_spec(videoio.probe(clip), EncodeOptions())
 
 
 def model_fps(clip: Path, weights: Path, render: int, batch: int) -> float:
@@ -118,17 +116,15 @@ def _per_frame_ms(fn, items: list) -> float:
 def stages(clip: Path, render: int, batch: int) -> None:
     """Per-frame cost of the steps that the plane path replaces, each path's way, on one thread."""
     from vidcolor.encode import _zero_padding
-    from vidcolor.model import build_model as _bm
 
     torch.set_num_threads(1)
     info = videoio.probe(clip)
-    spec = yuv.plan(info.pix_fmt, choose_pix_fmt(EncodeOptions(), info.bit_depth, info.width, info.height),
-                    info.colour)
+    spec = encode_plane_spec(info, EncodeOptions())
     if spec is None:
         raise SystemExit(f"{clip} takes the RGB path ({info.pix_fmt}); nothing to compare")
     with av.open(str(clip)) as c:
         vf = list(c.decode(video=0))
-    eng = Engine(_bm(default_config("identity")), "cpu", render)
+    eng = Engine(build_model(default_config("identity")), "cpu", render)
     rgb = [f.to_ndarray(format="rgb24") for f in vf]
     ys = [yuv.luma_plane(f, spec) for f in vf]
     rb = [rgb[i:i + batch] for i in range(0, len(rgb), batch)]
@@ -149,7 +145,7 @@ def stages(clip: Path, render: int, batch: int) -> None:
         ("encoder frame (to the codec's format)",
          _per_frame_ms(lambda x: _zero_padding(av.VideoFrame.from_ndarray(x, format="rgb24").reformat(
              format=spec.out_fmt)) is not None, comp_rgb),
-         _per_frame_ms(lambda p: yuv.to_frame(p, spec) is not None, planes)),
+         _per_frame_ms(lambda p: _zero_padding(yuv.to_frame(p, spec)) is not None, planes)),
     ]
     print(f"per-frame cost, ms on 1 thread ({clip.name}, {info.width}x{info.height} {info.pix_fmt} -> {spec.out_fmt}):")
     print(f"{'step':40s} {'RGB path':>9s} {'planes':>9s} {'saved':>9s}")

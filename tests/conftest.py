@@ -47,7 +47,8 @@ def one_model(monkeypatch: pytest.MonkeyPatch, random_weights: Path) -> None:
     from vidcolor import pipeline
     from vidcolor.weights import load_model
 
-    cache = _MODELS.setdefault(str(random_weights), load_model(random_weights))
+    key = str(random_weights)
+    cache = _MODELS.get(key) or _MODELS.setdefault(key, load_model(random_weights))
     monkeypatch.setattr(pipeline, "load_model", lambda p: cache if str(p) == str(random_weights) else load_model(p))
 
 

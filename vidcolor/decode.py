@@ -17,10 +17,9 @@ import av
 import numpy as np
 
 from . import yuv as yuvmod
-from .videoio import ONE_PER_PACKET, describe_error, open_container
+from .videoio import COLOUR_SPREAD, ONE_PER_PACKET, describe_error, open_container
 
 REORDER = 4  # decoded frames held back so a decoder's slightly out-of-order output is put right
-COLOUR_SPREAD = 6.0  # mean max-min over RGB, in 8-bit levels, above which a frame counts as in colour
 
 
 @dataclass

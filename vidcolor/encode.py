@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import DamagedInput, VidcolorError
 from .videoio import COPY_TYPES, DISK_ERRNOS, VideoInfo, describe_error, mp4_options, open_container
-from .yuv import Planes, YuvSpec, tag_stream, to_frame
+from .yuv import Planes, YuvSpec, plan, tag_stream, to_frame
 
 
 _END = object()  # the writer thread's end-of-frames sentinel
@@ -70,6 +70,11 @@ def choose_pix_fmt(opts: EncodeOptions, bit_depth: int, width: int = 2, height: 
         if p in names or not names:
             return p
     return names[0]
+
+
+def plane_spec(info: VideoInfo, opts: EncodeOptions) -> YuvSpec | None:
+    """The plane path for ``info``'s video encoded with ``opts`` (:func:`vidcolor.yuv.plan`), or None (RGB)."""
+    return plan(info.pix_fmt, choose_pix_fmt(opts, info.bit_depth, info.width, info.height), info.colour)
 
 
 # x264 CPU flags MMX..AVX2, BMI1/2, FMA3, LZCNT (no XOP/FMA4/AVX512) | CACHELINE_64 | SSE2_IS_FAST.
@@ -127,10 +132,6 @@ class SegmentWriter:
             if yuv.out_fmt != s.pix_fmt:
                 raise ValueError(f"plane path for {yuv.out_fmt}, but the encoder takes {s.pix_fmt}")
             tag_stream(s.codec_context, yuv)
-        # Frames are stamped in the input's time_base, not the stream's: the mp4 muxer raises a coarse
-        # stream time_base (Matroska's 1/1000 becomes 1/16000) when it writes the header, and frames
-        # stamped in that one would reach x264 with pts 16 times too small (pts < dts, EINVAL).
-        self.time_base = info.time_base
         if info.sample_aspect_ratio:
             s.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix:  # rotation/mirroring: kept as metadata, the pixels stay as stored
@@ -161,9 +162,13 @@ class SegmentWriter:
             frame = to_frame(image, self.yuv)
         else:
             fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
-            frame = _zero_padding(av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt))
+            frame = av.VideoFrame.from_ndarray(image, format=fmt).reformat(format=self.stream.pix_fmt)
+        frame = _zero_padding(frame)
         frame.pts = pts
-        frame.time_base = self.time_base
+        # The encoder's time base, which stays the input's: the mp4 muxer raises a coarse *stream*
+        # time_base (Matroska's 1/1000 becomes 1/16000) when it writes the header, and frames stamped
+        # in that one would reach x264 with pts 16 times too small (pts < dts, EINVAL).
+        frame.time_base = self.stream.codec_context.time_base
         for p in self.stream.encode(frame):
             self.out.mux(p)
 

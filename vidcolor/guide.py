@@ -325,11 +325,13 @@ def build_keyframes(references: list[str], hints: str | None, size: Callable[[in
         check(idx, "--reference frame")
         if idx in keys:
             raise VidcolorError(f"two --reference images for frame {idx}")
-        keys[idx] = image_keyframe(idx, read_frame(path).rgb, size(idx), render(size(idx)))
+        hw = size(idx)  # for a frame folder, size() reads the photo
+        keys[idx] = image_keyframe(idx, read_frame(path).rgb, hw, render(hw))
     if hints:
         for idx, pins in sorted(load_pins(Path(hints), names).items()):
             check(idx, "a hint names frame")
-            kf = pin_keyframe(idx, pins, size(idx), render(size(idx)), names[idx] if names else "")
+            hw = size(idx)
+            kf = pin_keyframe(idx, pins, hw, render(hw), names[idx] if names else "")
             if idx in keys:  # pins on a referenced frame override the painting there
                 old = keys[idx]
                 kf = Keyframe(idx, torch.where(kf.mask > 0, kf.ab, old.ab), torch.maximum(kf.mask, old.mask))

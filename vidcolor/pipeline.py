@@ -21,7 +21,7 @@ import torch
 
 from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
-from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format, choose_pix_fmt
+from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
@@ -286,8 +286,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     check_output_format(dest, fmt, info, encode)
     engine, smoother, wsha = _prepare(settings)
     seg_len = segment_length(segment_frames, settings.batch_size)
-    yuv = yuvmod.plan(info.pix_fmt, choose_pix_fmt(encode, info.bit_depth, info.width, info.height),
-                      info.colour) if yuv_planes else None
+    yuv = plane_spec(info, encode) if yuv_planes else None
     spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
                  high_depth=info.bit_depth > 8, compose="yuv" if yuv else "rgb",
                  **({"deinterlace": True} if deinterlace else {}))

@@ -25,7 +25,6 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", "
 COPY_TYPES = ("audio", "subtitle")
 # errno values that mean the disk, not the data, is the problem: never treated as damaged input.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
-REORDER = 4  # decoded frames held back so a decoder's slightly out-of-order output is put right
 COLOUR_SPREAD = 6.0  # mean max-min over RGB, in 8-bit levels, above which a frame counts as in colour
 # Demuxers whose every video packet is one whole picture (unlike MPEG-TS/PS, where fields may come apart).
 ONE_PER_PACKET = {"mov", "mp4", "matroska", "webm", "avi", "nut", "flv", "ogg"}

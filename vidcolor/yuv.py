@@ -62,6 +62,16 @@ class YuvSpec:
         return np.dtype(np.uint8 if self.depth <= 8 else np.uint16)
 
     @property
+    def mid(self) -> int:
+        """The code of zero chroma."""
+        return 1 << (self.depth - 1)
+
+    @property
+    def chroma_scale(self) -> float:
+        """Codes per unit of Cb or Cr (0..1 R'G'B'): the full code range, or 224 levels at 8 bit."""
+        return (1 << self.depth) - 1 if self.full_range else 224.0 * (1 << (self.depth - 8))
+
+    @property
     def lut(self) -> np.ndarray:
         """Y code value -> L (float32, indexable by every value of the sample type)."""
         return luma_lut(self.depth, self.full_range, self.dtype.itemsize)
@@ -150,8 +160,7 @@ def chroma(L: torch.Tensor, ab: torch.Tensor, spec: YuvSpec, shape: tuple[int, i
     y = spec.kr * r + (1.0 - spec.kr - spec.kb) * g + spec.kb * b
     cbcr = torch.stack([(b - y) / (2.0 * (1.0 - spec.kb)), (r - y) / (2.0 * (1.0 - spec.kr))], dim=1)
     top = (1 << spec.depth) - 1
-    scale = top if spec.full_range else 224.0 * (1 << (spec.depth - 8))
-    return torch.floor(cbcr * scale + (1 << (spec.depth - 1)) + 0.5).clamp_(0, top).to(torch.int32)
+    return torch.floor(cbcr * spec.chroma_scale + spec.mid + 0.5).clamp_(0, top).to(torch.int32)
 
 
 def _plane_view(plane: av.video.plane.VideoPlane, dtype: np.dtype) -> np.ndarray:
@@ -178,10 +187,8 @@ def has_colour(frame: av.VideoFrame, spec: YuvSpec) -> bool:
             return False
         frame, fmt = frame.reformat(format="yuv444p"), av.VideoFormat("yuv444p")
     hc, wc = fmt.chroma_height(frame.height), fmt.chroma_width(frame.width)
-    mid = 1 << (spec.depth - 1)
-    scale = (1 << spec.depth) - 1 if spec.full_range else 224.0 * (1 << (spec.depth - 8))
-    cb, cr = ((_plane_view(frame.planes[k], spec.dtype)[:hc:4, :wc:4].astype(np.float32) - mid) / scale
-              for k in (1, 2))
+    cb, cr = ((_plane_view(frame.planes[k], spec.dtype)[:hc:4, :wc:4].astype(np.float32) - spec.mid)
+              / spec.chroma_scale for k in (1, 2))
     # R', G', B' minus Y' (0..1) for these Cb, Cr: the inverse of chroma()'s matrix
     dr, db = 2.0 * (1.0 - spec.kr) * cr, 2.0 * (1.0 - spec.kb) * cb
     d = np.stack([dr, -(spec.kr * dr + spec.kb * db) / (1.0 - spec.kr - spec.kb), db])
@@ -189,13 +196,13 @@ def has_colour(frame: av.VideoFrame, spec: YuvSpec) -> bool:
 
 
 def to_frame(p: Planes, spec: YuvSpec) -> av.VideoFrame:
-    """An encoder frame of ``spec.out_fmt`` holding the three planes, row padding zeroed, colour tagged."""
+    """An encoder frame of ``spec.out_fmt`` holding the three planes, colour tagged (the encoder zeroes
+    the row padding, as for every frame: vidcolor.encode._zero_padding)."""
     h, w = p.y.shape
     frame = av.VideoFrame(w, h, spec.out_fmt)
     for plane, arr in zip(frame.planes, p):
         view = _plane_view(plane, spec.dtype)
         view[:arr.shape[0], :arr.shape[1]] = arr
-        view[:, arr.shape[1]:] = 0  # x264 reads into the padding: keep its input a function of the picture
     frame.colorspace, frame.color_range = spec.colorspace, spec.color_range
     frame.color_primaries, frame.color_trc = spec.primaries, spec.trc
     return frame
