@@ -579,6 +579,30 @@ def test_decode_report_slots_repeat_last_good_frame():
     assert slots.place(F(2), sent) == [] and rep.dropped == 1 and not rep.faithful
 
 
+def test_timestamp_hours_ahead_is_damage_not_a_traceback(tmp_path, random_weights):
+    """One frame's pts hours ahead of its neighbours' (seen when fuzzing MPEG-TS): the mp4 segment muxer
+    refuses it (pts - dts > 2^31, 'patches welcome'); that is damaged input, exit 4 in one line."""
+    clean = tmp_path / "clean.mp4"
+    make_clip(clean, n=24, audio=False)
+    src = tmp_path / "jump.ts"
+    with av.open(str(clean)) as c, av.open(str(src), "w") as out:
+        s = out.add_stream_from_template(c.streams.video[0])
+        for i, p in enumerate(c.demux(video=0)):
+            if p.dts is None:
+                continue
+            if i == 10:
+                p.pts += int(Fraction(9 * 3600) / p.time_base)  # 9 h later: over 2^31 ticks at 90 kHz
+            p.stream = s
+            out.mux(p)
+    h = digest(src)
+    out = tmp_path / "out.mp4"
+    code, err = run_cli("video", src, out, "--weights", random_weights, *OPTS)
+    lines = err.strip().splitlines()
+    assert code == 4, err
+    assert len(lines) == 1 and lines[0].startswith(f"vidcolor: error: a frame timestamp of {src} jumps"), err
+    assert not out.exists() and digest(src) == h
+
+
 # ---------------------------------------------------------------- resources running out (in-process)
 
 def fail_from_call(monkeypatch, owner, name: str, n: int, error: Callable[[], BaseException]):

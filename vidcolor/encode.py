@@ -119,8 +119,9 @@ class SegmentWriter:
     """
 
     def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8,
-                 yuv: YuvSpec | None = None):
+                 yuv: YuvSpec | None = None, source: str = "the input"):
         self.path = path
+        self.source = source  # named in errors
         self.out = av.open(str(path), "w", format="mp4", options=mp4_options("mp4", info.time_base))
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
         s.width, s.height = info.width, info.height
@@ -155,8 +156,7 @@ class SegmentWriter:
 
     def _encode(self, image: np.ndarray | Planes | None, pts: int | None) -> None:
         if image is None:  # flush
-            for p in self.stream.encode(None):
-                self.out.mux(p)
+            self._mux(self.stream.encode(None))
             return
         if self.yuv is not None:
             frame = to_frame(image, self.yuv)
@@ -169,8 +169,18 @@ class SegmentWriter:
         # time_base (Matroska's 1/1000 becomes 1/16000) when it writes the header, and frames stamped
         # in that one would reach x264 with pts 16 times too small (pts < dts, EINVAL).
         frame.time_base = self.stream.codec_context.time_base
-        for p in self.stream.encode(frame):
-            self.out.mux(p)
+        self._mux(self.stream.encode(frame))
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for p in packets:
+            try:
+                self.out.mux(p)
+            except av.error.PatchWelcomeError:
+                # mp4 refuses a packet whose pts runs more than 2^31 ticks ahead of its dts: a frame
+                # timestamp hours away from its neighbours', which only damage makes
+                raise DamagedInput(f"a frame timestamp of {self.source} jumps hours away from its neighbours' "
+                                   "(damaged?), so the output cannot keep the frames at their times; no output "
+                                   "written (remux the input with fresh timestamps first)") from None
 
     def _run(self) -> None:
         while True:

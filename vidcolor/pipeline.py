@@ -382,7 +382,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             k = item.index // seg_len
             if writer is None:
                 seg_start = k * seg_len
-                writer = SegmentWriter(job.temp_segment(k), info, encode, yuv=yuv)
+                writer = SegmentWriter(job.temp_segment(k), info, encode, yuv=yuv, source=str(src))
             writer.write(picture, item.payload.tag)
             last = item.index
             bar.update(1)
