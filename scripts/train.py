@@ -10,6 +10,20 @@ from pathlib import Path
 from vidcolor.train import TrainConfig, export_weights, train
 
 
+def parse_damp(text: str) -> dict[str, float]:
+    """'lfw=0.2,clothing=0.25' -> {'lfw': 0.2, 'clothing': 0.25}."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        src, sep, val = part.partition("=")
+        try:
+            out[src.strip()] = float(val)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad --damp entry {part!r}: expected SOURCE=NUMBER") from None
+        if not sep or out[src.strip()] < 0:
+            raise argparse.ArgumentTypeError(f"bad --damp entry {part!r}: expected SOURCE=NUMBER >= 0")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default="../shared/data")
@@ -36,10 +50,13 @@ def main() -> None:
     p.add_argument("--rebalance", type=float, default=None,
                    help="class-rebalancing lambda: 0 = full, 1 = none (default 0.5; on resume, changes the saved "
                         "value and recomputes the prior)")
+    p.add_argument("--damp", type=parse_damp, default=None, metavar="SRC=X,...",
+                   help="scale these sources' sampling shares (default lfw=0.5,clothing=0.5; "
+                        "on resume, changes the saved value), e.g. lfw=0.2,clothing=0.25")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     # settings given on the command line; the rest keep TrainConfig's defaults (or, on resume, the saved values)
-    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance")
+    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp")
                  if getattr(a, k) is not None}
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
                       eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, **overrides)

@@ -91,3 +91,23 @@ def test_export_prior_alpha_takes_back_rebalancing_at_readout(tiny_photos, tmp_p
     mean = taken.bins.mean(0)
     assert torch.allclose(taken.decode_ab(logits, 1.0)[0, :, 0, 0], mean, atol=1e-4)
     assert not torch.allclose(plain.decode_ab(logits, 1.0)[0, :, 0, 0], mean, atol=1.0)
+
+
+def test_damp_changes_sampling_and_rejects_unknown_sources(tiny_photos, tmp_path):
+    """--damp scales chosen sources' sampling shares; it is saved with the run, and a typo is an error."""
+    from vidcolor import data as D
+
+    items = D.read_manifest(tiny_photos)
+    base = D.source_weights(items, {})
+    damped = D.source_weights(items, {"src0": 0.25})
+    share = lambda p: sum(pi for it, pi in zip(items, p) if it.source == "src0")  # noqa: E731
+    assert share(base) == pytest.approx(0.5) and share(damped) == pytest.approx(0.25 / 1.25)
+    cfg = _cfg(tiny_photos, tmp_path / "d")
+    train(cfg, steps=1, progress=False)  # a run from before --damp resumes with a new setting
+    st = torch.load(train(cfg, steps=1, progress=False, overrides={"damp": {"src0": 0.25}}), weights_only=True)
+    assert st["train_config"]["damp"] == {"src0": 0.25}
+    assert st["history"][-1]["changed"] == {"damp": {"src0": 0.25}}
+    bad = _cfg(tiny_photos, tmp_path / "e")
+    bad.damp = {"lfww": 0.5}
+    with pytest.raises(ValueError, match="lfww"):
+        train(bad, steps=1, progress=False)

@@ -49,6 +49,9 @@ def split(items: list[Item]) -> tuple[list[Item], list[Item]]:
     return train, dev
 
 
+DEFAULT_DAMP = {"lfw": 0.5, "clothing": 0.5}
+
+
 def source_weights(items: list[Item], damp: dict[str, float] | None = None) -> np.ndarray:
     """Sampling probabilities: each source gets a share proportional to sqrt(its size).
 
@@ -56,7 +59,7 @@ def source_weights(items: list[Item], damp: dict[str, float] | None = None) -> n
     sqrt shares bring faces to about a quarter so scenes, streets and people in
     context are not drowned out. ``damp`` scales chosen sources' shares further.
     """
-    damp = {"lfw": 0.5, "clothing": 0.5} if damp is None else damp
+    damp = DEFAULT_DAMP if damp is None else damp
     counts: dict[str, int] = {}
     for it in items:
         counts[it.source] = counts.get(it.source, 0) + 1

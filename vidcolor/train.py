@@ -50,6 +50,9 @@ class TrainConfig:
     # Share of training images that get no hints. 0.5 trains both modes equally; session 3 tried
     # 0.35 and its automatic colour on clips got worse (weights/README.md).
     hint_p_none: float = 0.5
+    # Extra scaling of chosen sources' sampling shares on top of sqrt-by-size (data.source_weights).
+    # Faces and clothing are 68% of the photos; users' film is mostly scenes, foliage and sky.
+    damp: dict[str, float] = field(default_factory=lambda: dict(D.DEFAULT_DAMP))
     seed: int = 1234
     eval_every: int = 1000
     ckpt_every_s: float = 300.0
@@ -195,7 +198,12 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     images = D.load_images(data_dir, train_items, progress)
     dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
-    probs = D.source_weights(train_items)
+    unknown = set(cfg.damp) - {it.source for it in train_items}
+    if unknown and cfg.damp != D.DEFAULT_DAMP:  # a typo would otherwise change nothing, silently (the
+        # default names our data's sources and does nothing on a user's own folder)
+        raise ValueError(f"damp names unknown sources {sorted(unknown)}; "
+                         f"valid: {sorted({it.source for it in train_items})}")
+    probs = D.source_weights(train_items, cfg.damp)
     rebal = state.get("rebalance") if state else None
     if state:
         model.load_state_dict(state["model"])
