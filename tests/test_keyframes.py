@@ -96,8 +96,9 @@ def _settings(weights: Path, **kw) -> Settings:  # noqa: ANN003
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, random_weights, flickering, window):
     src = tmp_path / "in.mp4"
     make_clip(src, n=40, w=96, h=64)
-    run = lambda out, **kw: colorize_video(src, out, _settings(random_weights, temporal_window=window, **kw),  # noqa: E731
-                                           segment_frames=8, progress=False, log=lambda s: None)
+    def run(out: Path, **kw) -> pipeline.Result:  # noqa: ANN003
+        return colorize_video(src, out, _settings(random_weights, temporal_window=window, **kw), segment_frames=8,
+                              progress=False, log=lambda s: None)
     run(tmp_path / "ref.mp4")
     run(tmp_path / "off.mp4", keyframes="off")
     out = tmp_path / "out.mp4"
@@ -130,3 +131,16 @@ def test_a_changed_keyframe_setting_is_refused_on_resume(tmp_path, monkeypatch, 
     code, err = run_cli(*base, "--keyframes", "auto")
     assert code == 0, err
     assert len(read_video(out)["frames"]) == 24
+
+
+def test_chunked_run_equals_one_run(tmp_path, random_weights, flickering):
+    from vidcolor.chunks import VideoTask, colorize_chunked
+
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=38, w=96, h=64)  # the film ends inside the last chunk's look-ahead
+    task = lambda out: VideoTask(src, out, _settings(random_weights, temporal_window=0), segment_frames=8)  # noqa: E731
+    task(tmp_path / "one.mp4").run()
+    colorize_chunked(task(tmp_path / "chunked.mp4"), chunk_frames=16)
+    a, b = (read_video(tmp_path / n)["frames"] for n in ("one.mp4", "chunked.mp4"))
+    assert len(a) == len(b) == 38
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -147,7 +147,8 @@ def _plan(settings: Settings, engine: Engine, size: Callable[[int], tuple[int, i
 
 def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
                   batch_size: int, start: int, guides: dict | None = None,
-                  yuv: yuvmod.YuvSpec | None = None, carrier: Carrier | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
+                  yuv: yuvmod.YuvSpec | None = None,
+                  carrier: Carrier | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
     """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
 
     With ``yuv`` (the plane path, :mod:`vidcolor.yuv`) the frames are Y planes and
