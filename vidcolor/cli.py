@@ -36,6 +36,12 @@ def common(f):  # noqa: ANN001, ANN201
                      help="Colour strength: >1 more vivid, <1 more muted (scales the readout temperature)."),
         click.option("--temporal-window", type=click.IntRange(0, 64), default=DEFAULT_WINDOW, show_default=True,
                      help="Frames each side used to smooth colour over time; 0 = per-frame."),
+        click.option("--keyframes", type=click.Choice(["off", "auto"]), default="off", show_default=True,
+                     help="auto: decide each shot's colour at keyframes and carry it through the shot with "
+                          "motion (steadier colour; the network's own colour fills new content)."),
+        click.option("--keyframe-every", type=click.IntRange(0, 100_000), default=0, show_default=True,
+                     help="With --keyframes auto: also a new keyframe every N frames (0 = only where the "
+                          "carried colour is no longer trusted)."),
         click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0), default=DEFAULT_CUT_THRESHOLD, show_default=True,
                      help="Scene-cut sensitivity: lower finds more cuts."),
         click.option("--reference", "references", multiple=True, metavar="FRAME_INDEX=IMAGE",
@@ -60,7 +66,8 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
                     temperature=DEFAULT_TEMPERATURE / kw["saturation"],
                     guided_temperature=DEFAULT_GUIDED_TEMPERATURE / kw["saturation"], temporal_window=kw["temporal_window"],
                     cut_threshold=kw["cut_threshold"], references=tuple(kw["references"]),
-                    hints=str(kw["hints"]) if kw["hints"] else None)
+                    hints=str(kw["hints"]) if kw["hints"] else None, keyframes=kw["keyframes"],
+                    keyframe_every=kw["keyframe_every"])
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The library API: colorize a video file or a folder of frames.
 
 Flow: decoder thread -> bounded queue -> batched engine (ab at render size)
--> temporal smoother -> composition with the full-resolution L -> encoder
+-> temporal smoother -> keyframe carrier (opt-in) -> composition with the full-resolution L -> encoder
 (segments) -> final mux with the original audio. Batches sit at fixed frame
 positions (multiples of the batch size) and segments at multiples of the
 segment length, so a resumed run computes exactly what an uninterrupted one does.
@@ -25,6 +25,7 @@ from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_form
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
+from .keyframes import MODES as KEYFRAME_MODES, Carrier
 from .job import FOLDER_MANIFEST, ChunkJob, Job, VideoJob, file_identity, folder_identity
 from .prefetch import Prefetcher
 from .temporal import Item, Smoother
@@ -48,6 +49,8 @@ class Settings:
     cut_threshold: float = DEFAULT_CUT_THRESHOLD
     references: tuple[str, ...] = ()  # "FRAME_INDEX=IMAGE" colour keyframes
     hints: str | None = None  # JSON file of {frame, x, y, rgb} colour pins
+    keyframes: str = "off"  # "auto": carry each shot's keyframe colour with flow (vidcolor.keyframes)
+    keyframe_every: int = 0  # with keyframes "auto": also a keyframe every N frames (0: only as trust needs)
 
     def validate(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1 or self.batch_size > 1024:
@@ -59,6 +62,10 @@ class Settings:
             raise VidcolorError(f"--cut-threshold must be between 0 and 1, got {self.cut_threshold}")
         if self.temporal_window < 0 or self.temporal_window > 64:
             raise VidcolorError(f"--temporal-window must be from 0 to 64, got {self.temporal_window}")
+        if self.keyframes not in KEYFRAME_MODES:
+            raise VidcolorError(f"--keyframes must be one of {', '.join(KEYFRAME_MODES)}, got {self.keyframes!r}")
+        if not isinstance(self.keyframe_every, int) or self.keyframe_every < 0:
+            raise VidcolorError(f"--keyframe-every must be a whole number >= 0, got {self.keyframe_every!r}")
 
 
 @dataclass
@@ -94,7 +101,32 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
             "temporal_window": settings.temporal_window, "cut_threshold": settings.cut_threshold,
             **({"guides": guide_spec(list(settings.references), settings.hints),
                 "guided_temperature": settings.guided_temperature}
-               if settings.references or settings.hints else {}), **extra}
+               if settings.references or settings.hints else {}),
+            # only when on, so the manifests of jobs started without keyframes still match
+            **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every}
+               if settings.keyframes != "off" else {}), **extra}
+
+
+def _carrier(settings: Settings, period: int, guides: dict | None) -> Carrier | None:
+    """The keyframe stage for ``settings``, forcing a keyframe every ``period`` frames; None when off."""
+    if settings.keyframes == "off":
+        return None
+    return Carrier(period, settings.cut_threshold, settings.keyframe_every, frozenset(guides or ()))
+
+
+def _stages(smoother: Smoother, carrier: Carrier | None, item: Item | None) -> list[Item]:
+    """Push ``item`` through the smoother, then the carrier; None flushes both at the end of the clip."""
+    out = smoother.push(item) if item is not None else smoother.flush()
+    if carrier is None:
+        return out
+    done = [d for it in out for d in carrier.push(it)]
+    return done + carrier.flush() if item is None else done
+
+
+def _warm(start: int, smoother: Smoother, carrier: Carrier | None, batch_size: int) -> int:
+    """First frame to predict when resuming at ``start``: what the smoother and the carrier each need."""
+    first = start - smoother.warmup if carrier is None else min(start - smoother.warmup, carrier.warm_from(start))
+    return _warm_start(start, start - first, batch_size)
 
 
 def _plan(settings: Settings, engine: Engine, size: Callable[[int], tuple[int, int]], n_frames: int | None,
@@ -115,7 +147,8 @@ def _plan(settings: Settings, engine: Engine, size: Callable[[int], tuple[int, i
 
 def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
                   batch_size: int, start: int, guides: dict | None = None,
-                  yuv: yuvmod.YuvSpec | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
+                  yuv: yuvmod.YuvSpec | None = None,
+                  carrier: Carrier | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
     """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
 
     With ``yuv`` (the plane path, :mod:`vidcolor.yuv`) the frames are Y planes and
@@ -125,6 +158,7 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
     the smoother sees them, but not composed or yielded. ``guides`` maps frame
     indices to :class:`vidcolor.guide.FrameGuide` (reference colour carried
     through the shot): those frames get hint points and are blended towards it.
+    ``carrier`` (:mod:`vidcolor.keyframes`), if given, follows the smoother.
 
     Prediction runs in a thread of its own (with the caller's torch thread
     count), ahead of smoothing and composition here. The smoother's many small
@@ -149,8 +183,8 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
     ahead = Prefetcher(predicted(), maxsize=2 * batch_size)
     try:
         for item in ahead:
-            yield from _compose(engine, smoother.push(item), start, yuv)
-        yield from _compose(engine, smoother.flush(), start, yuv)
+            yield from _compose(engine, _stages(smoother, carrier, item), start, yuv)
+        yield from _compose(engine, _stages(smoother, carrier, None), start, yuv)
     finally:
         ahead.close()
 
@@ -301,7 +335,8 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                        lambda: ((f.index, f.image) for f in iter_frames(src, info.bit_depth > 8,
                                                                         deinterlace=deinterlace, yuv=yuv)), yuv=yuv)
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
-                         guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None)
+                         guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None,
+                         carrier=_carrier(settings, seg_len, guides))
     if chunk is not None:
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
         return res
@@ -349,9 +384,10 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
 def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
                      encode: EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
                      res: Result, guides: dict | None = None, deinterlace: bool = False,
-                     yuv: yuvmod.YuvSpec | None = None, stop: int | None = None) -> None:
+                     yuv: yuvmod.YuvSpec | None = None, stop: int | None = None,
+                     carrier: Carrier | None = None) -> None:
     """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given)."""
-    warm = _warm_start(start, smoother.warmup, settings.batch_size)
+    warm = _warm(start, smoother, carrier, settings.batch_size)
     if job.state.get("oom_batch_limit"):
         # an earlier run ran out of memory and split its batches; split them the same way here so
         # the resumed frames are computed exactly as that run would have gone on computing them
@@ -361,7 +397,8 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
                                     yuv=yuv), maxsize=2 * settings.batch_size)
     # a chunk reads on past ``stop`` (to a batch boundary) for the smoother's look-ahead, so its last
     # frames, and every batch, are computed exactly as in one uninterrupted run
-    feed_end = None if stop is None else -(-(stop + smoother.warmup) // settings.batch_size) * settings.batch_size
+    ahead = smoother.warmup + (carrier.lookahead if carrier else 0)
+    feed_end = None if stop is None else -(-(stop + ahead) // settings.batch_size) * settings.batch_size
     at_end: list[bool] = []
 
     def gen() -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -376,7 +413,8 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
     try:
-        for item, picture in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv):
+        for item, picture in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv,
+                                           carrier):
             if stop is not None and item.index >= stop:
                 break
             k = item.index // seg_len
@@ -450,7 +488,11 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     if had_job and start > 0:
         log(f"resuming at frame {start:,} of {len(files):,}")
     t0 = time.time()
-    warm = _warm_start(start, smoother.warmup, settings.batch_size)
+    guides = _plan(settings, engine, lambda i: frameio.read_frame(files[i]).rgb.shape[:2], len(files),
+                   lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)), [f.name for f in files])
+    # a folder has no segments; keyframes are forced every DEFAULT_SEGMENT frames, where a resume re-predicts from
+    carrier = _carrier(settings, segment_length(DEFAULT_SEGMENT, settings.batch_size), guides)
+    warm = _warm(start, smoother, carrier, settings.batch_size)
     alphas: dict[int, np.ndarray | None] = {}
 
     def read_all() -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -459,12 +501,11 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
             alphas[i] = fr.alpha
             yield i, fr.rgb, None
 
-    guides = _plan(settings, engine, lambda i: frameio.read_frame(files[i]).rgb.shape[:2], len(files),
-                   lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)), [f.name for f in files])
     reader = Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
     try:
-        for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides):
+        for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides,
+                                       carrier=carrier):
             frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
             job.state["frames_done"] = item.index + 1
             bar.update(1)

@@ -1,0 +1,146 @@
+"""Shot-consistent colour (vidcolor.keyframes): steadier colour, cuts, frame-exact resume, refused changes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidcolor import keyframes, pipeline
+from vidcolor.errors import Interrupted, JobMismatch
+from vidcolor.keyframes import Carrier
+from vidcolor.pipeline import Settings, colorize_video
+from vidcolor.temporal import Item
+
+from .conftest import frame_pattern, make_clip, read_video, run_cli
+
+
+def _L(i: int, still: bool = True, shift: int = 0) -> torch.Tensor:
+    """(1, 48, 64) L of a textured picture; ``shift`` moves to an unrelated picture (another shot)."""
+    img = frame_pattern(0 if still else i, 64 + shift, 48)[:, shift:, 0].astype(np.float32)
+    if shift:
+        img = 255.0 - np.rot90(img, 2)  # other layout and tones: a hard cut
+    return torch.from_numpy(img.copy() / 2.55)[None]
+
+
+def _noisy_ab(i: int, base: float) -> torch.Tensor:
+    """A network that flickers: the same colour plus fresh noise every frame (seeded by the frame)."""
+    g = torch.Generator().manual_seed(100 + i)
+    return base + 8.0 * torch.randn(2, 48, 64, generator=g)
+
+
+def _run(carrier: Carrier, items: list[Item]) -> list[torch.Tensor]:
+    out = [o for it in items for o in carrier.push(it)] + carrier.flush()
+    assert [o.index for o in out] == [it.index for it in items]
+    return [o.ab for o in out]
+
+
+def test_carried_colour_is_steadier_on_a_still_shot():
+    n = 20
+    raw = [_noisy_ab(i, 10.0) for i in range(n)]
+    carrier = Carrier(period=1000)
+    out = _run(carrier, [Item(i, _L(i), raw[i].clone()) for i in range(n)])
+    change = lambda abs_: float(np.mean([(abs_[i] - abs_[i - 1]).abs().mean() for i in range(1, n)]))  # noqa: E731
+    assert change(out) < 0.5 * change(raw), (change(out), change(raw))
+    assert carrier.keys[0] == 0
+
+
+def test_a_cut_starts_a_new_keyframe(monkeypatch):
+    # no keyframes for lost trust: the cut alone must start shot 2's (trust would also fall there)
+    monkeypatch.setattr(keyframes, "REKEY", 0.0)
+    items = [Item(i, _L(i, shift=16 if i >= 10 else 0), _noisy_ab(i, 30.0 if i < 10 else -30.0)) for i in range(20)]
+    own = [it.ab.clone() for it in items]
+    carrier = Carrier(period=1000)
+    out = _run(carrier, items)
+    assert 10 in carrier.keys
+    assert torch.equal(out[10], own[10])  # the cut frame keeps its own colour: nothing from shot 1
+    for i in range(11, 20):  # shot 2 is carried from its own keyframe, near -30, never toward +30
+        assert float(out[i].mean()) < -25.0, (i, float(out[i].mean()))
+        assert float(out[i].max()) < 0.0
+
+
+@pytest.fixture()
+def flickering(monkeypatch: pytest.MonkeyPatch, one_model: None) -> None:
+    """The untrained network's colour is almost flat, which the carrier cannot change: add noise per
+    frame (seeded by the frame index, so every run sees the same) so that carrying shows."""
+    real = pipeline._predict_batch
+
+    def noisy(engine, batch, guides, yuv=None):  # noqa: ANN001, ANN202
+        items = real(engine, batch, guides, yuv)
+        for it in items:
+            g = torch.Generator().manual_seed(it.index)
+            it.ab = it.ab + 12.0 * torch.randn(it.ab.shape, generator=g)
+        return items
+    monkeypatch.setattr(pipeline, "_predict_batch", noisy)
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
+    """Ctrl-C while the writer is given frame number ``frames`` of the run."""
+    seen = [0]
+
+    class Stopping(pipeline.SegmentWriter):
+        def write(self, image, pts):  # noqa: ANN001, ANN202
+            seen[0] += 1
+            if seen[0] > frames:
+                raise KeyboardInterrupt
+            super().write(image, pts)
+    monkeypatch.setattr(pipeline, "SegmentWriter", Stopping)
+
+
+def _settings(weights: Path, **kw) -> Settings:  # noqa: ANN003
+    return Settings(**{"weights": str(weights), "batch_size": 4, "render_size": 64, "keyframes": "auto", **kw})
+
+
+@pytest.mark.parametrize("window", [0, 3])
+def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, random_weights, flickering, window):
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=40, w=96, h=64)
+    def run(out: Path, **kw) -> pipeline.Result:  # noqa: ANN003
+        return colorize_video(src, out, _settings(random_weights, temporal_window=window, **kw), segment_frames=8,
+                              progress=False, log=lambda s: None)
+    run(tmp_path / "ref.mp4")
+    run(tmp_path / "off.mp4", keyframes="off")
+    out = tmp_path / "out.mp4"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 19)  # mid-segment: frames 16.. are coloured again
+        with pytest.raises(Interrupted):
+            run(out)
+    assert run(out).resumed_at == 16
+    ref, got, off = (read_video(p)["frames"] for p in (tmp_path / "ref.mp4", out, tmp_path / "off.mp4"))
+    assert len(got) == len(ref) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+    assert not all(np.array_equal(a, b) for a, b in zip(off, ref))  # the carrier did change the colour
+
+
+def test_a_changed_keyframe_setting_is_refused_on_resume(tmp_path, monkeypatch, random_weights, one_model):
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=24, w=64, h=48)
+    out = tmp_path / "out.mp4"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 9)
+        with pytest.raises(Interrupted):
+            colorize_video(src, out, _settings(random_weights), segment_frames=8, progress=False)
+    base = ["video", src, out, "--weights", random_weights, "--segment-frames", "8", "--batch-size", "4",
+            "--render-size", "64", "-q"]
+    for change in (["--keyframes", "off"], ["--keyframes", "auto", "--keyframe-every", "5"]):
+        code, err = run_cli(*base, *change)
+        assert code == 3 and "keyframe" in err and "--restart" in err, (code, err)
+    with pytest.raises(JobMismatch):
+        colorize_video(src, out, _settings(random_weights, keyframe_every=5), segment_frames=8, progress=False)
+    code, err = run_cli(*base, "--keyframes", "auto")
+    assert code == 0, err
+    assert len(read_video(out)["frames"]) == 24
+
+
+def test_chunked_run_equals_one_run(tmp_path, random_weights, flickering):
+    from vidcolor.chunks import VideoTask, colorize_chunked
+
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=38, w=96, h=64)  # the film ends inside the last chunk's look-ahead
+    task = lambda out: VideoTask(src, out, _settings(random_weights, temporal_window=0), segment_frames=8)  # noqa: E731
+    task(tmp_path / "one.mp4").run()
+    colorize_chunked(task(tmp_path / "chunked.mp4"), chunk_frames=16)
+    a, b = (read_video(tmp_path / n)["frames"] for n in ("one.mp4", "chunked.mp4"))
+    assert len(a) == len(b) == 38
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
