@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import av
 import numpy as np
@@ -154,10 +154,12 @@ class SegmentWriter:
         self._thread = threading.Thread(target=self._run, name="vidcolor-encoder", daemon=True)
         self._thread.start()
 
-    def _encode(self, image: np.ndarray | Planes | None, pts: int | None) -> None:
+    def _encode(self, image: np.ndarray | Planes | Callable[[], np.ndarray | Planes] | None, pts: int | None) -> None:
         if image is None:  # flush
             self._mux(self.stream.encode(None))
             return
+        if callable(image):  # composed here, in this thread (pipeline.stream_colour's ``defer``)
+            image = image()
         if self.yuv is not None:
             frame = to_frame(image, self.yuv)
         else:
@@ -198,7 +200,8 @@ class SegmentWriter:
             e, self._error = self._error, None
             raise e
 
-    def write(self, image: np.ndarray | Planes, pts: int | None) -> None:
+    def write(self, image: np.ndarray | Planes | Callable[[], np.ndarray | Planes], pts: int | None) -> None:
+        """Queue a frame, or a function that makes it (called in the encoder's thread)."""
         self._raise()
         self._q.put((image, pts))
         self.frames += 1

@@ -8,6 +8,7 @@ segment length, so a resumed run computes exactly what an uninterrupted one does
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -148,8 +149,12 @@ def _plan(settings: Settings, engine: Engine, size: Callable[[int], tuple[int, i
 def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
                   batch_size: int, start: int, guides: dict | None = None,
                   yuv: yuvmod.YuvSpec | None = None,
-                  carrier: Carrier | None = None) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes]]:
+                  carrier: Carrier | None = None, defer: bool = False,
+                  ) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes | Callable[[], Any]]]:
     """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
+
+    With ``defer`` each picture comes as a function that composes it when called, so that the
+    caller can run composition elsewhere (the video encoder's thread: :class:`SegmentWriter`).
 
     With ``yuv`` (the plane path, :mod:`vidcolor.yuv`) the frames are Y planes and
     the coloured pictures :class:`vidcolor.yuv.Planes`: the same Y plus new U, V.
@@ -181,10 +186,11 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
             yield from _predict_batch(engine, batch, guides, yuv)
 
     ahead = Prefetcher(predicted(), maxsize=2 * batch_size)
+    compose = _deferred if defer else _compose
     try:
         for item in ahead:
-            yield from _compose(engine, _stages(smoother, carrier, item), start, yuv)
-        yield from _compose(engine, _stages(smoother, carrier, None), start, yuv)
+            yield from compose(engine, _stages(smoother, carrier, item), start, yuv)
+        yield from compose(engine, _stages(smoother, carrier, None), start, yuv)
     finally:
         ahead.close()
 
@@ -239,6 +245,23 @@ def _compose(engine: Engine, items: list[Item], start: int,
             out = engine.compose_l(L, ab, dtype)
         yield from zip(group, out)
         i = j
+
+
+def _deferred(engine: Engine, items: list[Item], start: int,
+              yuv: yuvmod.YuvSpec | None = None) -> Iterator[tuple[Item, Callable[[], Any]]]:
+    """:func:`_compose` one frame at a time, each left to be run by whoever calls it.
+
+    On 2 cores the thread that smooths was also composing (full-resolution chroma, about 9 ms a
+    frame) while the encoder's thread waited on it; composing in the encoder's thread instead lets
+    the two overlap. Each frame is composed alone, by the same ops as in a group, so the bits are
+    the same."""
+    for it in items:
+        if it.index >= start:
+            yield it, functools.partial(_compose_one, engine, it, yuv)
+
+
+def _compose_one(engine: Engine, item: Item, yuv: yuvmod.YuvSpec | None) -> np.ndarray | yuvmod.Planes:
+    return next(_compose(engine, [item], item.index, yuv))[1]
 
 
 def segment_length(segment_frames: int, batch_size: int) -> int:
@@ -414,7 +437,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     last = start - 1
     try:
         for item, picture in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv,
-                                           carrier):
+                                           carrier, defer=True):
             if stop is not None and item.index >= stop:
                 break
             k = item.index // seg_len
