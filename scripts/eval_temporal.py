@@ -17,6 +17,10 @@ ground truth. Figures:
 - PSNR against the ground truth, full resolution, mean over frames.
 - post-cut: at each true cut (clips.json from motion_clips.py), the mean ab
   distance between smoothed and per-frame output over the two frames after it.
+- drift (issue 15): the colour's slow "breathing" across a shot. For frames 1 s and 4 s apart
+  in one shot, the mean ab distance between the two outputs over the pixels that are static in
+  the ground truth (L and ab each within 2 units over a 5x5 neighbourhood), minus the truth's own
+  distance there (compression noise). Needs clips longer than 4 s: raise --max-frames.
 - cost: 1 - (window-0 time / window-w time), summed over clips: the end-to-end share that
   smoothing adds. (Time inside Smoother.push/flush is also kept, as ``smoother_busy_share``, but
   prediction runs in its own thread meanwhile, so that is not a share of end-to-end time.)
@@ -142,6 +146,39 @@ def warp_error(out: torch.Tensor, flows: np.ndarray, masks: np.ndarray, cuts: li
     return total, total_ab, n
 
 
+DRIFT_SECONDS = (1, 4)
+STATIC = 2.0  # Lab units: a truth pixel this steady over its 5x5 neighbourhood counts as static
+
+
+def drift(out: torch.Tensor, gt: torch.Tensor, fps: float, cuts: list[int]) -> dict[str, float]:
+    """Mean ab distance of ``out`` between frames 1 s and 4 s apart on the truth's static pixels,
+    minus the truth's own; {} where the clip is too short. Both (N, 3, h, w) RGB at eval size."""
+    lab_o, lab_g = rgb_to_lab(out), rgb_to_lab(gt)
+    res = {}
+    for sec in DRIFT_SECONDS:
+        d = round(sec * fps)
+        pairs = [t for t in range(len(gt) - d) if not any(t < c <= t + d for c in cuts)]
+        if not pairs:
+            continue
+        num = den = 0.0
+        for t in pairs:
+            change = (lab_g[t] - lab_g[t + d]).abs().amax(0, keepdim=True)
+            static = F.max_pool2d(change[None], 5, 1, 2)[0, 0] < STATIC
+            if static.any():
+                dist_o = (lab_o[t, 1:] - lab_o[t + d, 1:]).norm(dim=0)[static].mean()
+                dist_g = (lab_g[t, 1:] - lab_g[t + d, 1:]).norm(dim=0)[static].mean()
+                num += float(dist_o - dist_g)
+                den += 1
+        if den:
+            res[f"drift_{sec}s"] = num / den
+    return res
+
+
+def clip_fps(path: Path) -> float:
+    with av.open(str(path)) as c:
+        return float(c.streams.video[0].average_rate or 24)
+
+
 def ab_of(frames: list[np.ndarray]) -> torch.Tensor:
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
     return rgb_to_lab(x)[:, 1:]
@@ -205,6 +242,7 @@ def main() -> None:
         gt_eval = to_eval(gt)
         flows, masks = gt_flows(clip.stem, gt_eval, a.work)
         we_gt, we_gt_ab, npairs = warp_error(gt_eval, flows, masks, true_cuts)
+        fps = clip_fps(clip)
         row = {"frames": len(gt), "true_cuts": true_cuts, "pairs": npairs, "we_gt": we_gt / max(npairs, 1),
                "we_ab_gt": we_gt_ab / max(npairs, 1)}
         runs: dict[str, list[np.ndarray]] = {}
@@ -217,8 +255,9 @@ def main() -> None:
                                  encode=LOSSLESS, overwrite=True, progress=False, log=lambda s: None)
             frames = decode(out)
             runs[name] = frames
-            we, we_ab, _ = warp_error(to_eval(frames), flows, masks, true_cuts)
-            r = {"we": we / max(npairs, 1), "we_ab": we_ab / max(npairs, 1),
+            out_eval = to_eval(frames)
+            we, we_ab, _ = warp_error(out_eval, flows, masks, true_cuts)
+            r = {"we": we / max(npairs, 1), "we_ab": we_ab / max(npairs, 1), **drift(out_eval, gt_eval, fps, true_cuts),
                  "psnr": float(np.mean([psnr(o, g) for o, g in zip(frames, gt)])),
                  "seconds": res.seconds, "fps": len(frames) / max(res.seconds, 1e-9),
                  "smoother_seconds": TimedSmoother.seconds,
@@ -233,7 +272,9 @@ def main() -> None:
                   f"(gt {row['we_ab_gt']:.3f}) x{r['we_ab'] / row['w0']['we_ab']:.2f} of w0 psnr {r['psnr']:.3f} "
                   f"fps {r['fps']:.1f} "
                   f"time {res.seconds:.1f}s smoother {TimedSmoother.seconds:.1f}s cuts {r['found_cuts']} "
-                  f"post-cut {r.get('postcut_ab', float('nan')):.2f} top {r['top_scores']}", flush=True)
+                  f"post-cut {r.get('postcut_ab', float('nan')):.2f} "
+                  + "".join(f"{k} {r[k]:.3f} " for k in r if k.startswith("drift_"))
+                  + f"top {r['top_scores']}", flush=True)
         if a.strips and clip.name in a.strip_clips:
             a.strips.mkdir(parents=True, exist_ok=True)
             make_strip(a.strips / f"strip_{clip.stem}.png", gt, runs, configs[-1][0])
@@ -263,6 +304,11 @@ def main() -> None:
             "false_cuts": sum(len(set(r[w]["found_cuts"]) - set(r["true_cuts"])) for r in rows),
             "missed_cuts": sum(len(set(r["true_cuts"]) - set(r[w]["found_cuts"])) for r in rows),
         }
+        for sec in DRIFT_SECONDS:
+            vals = [r[w][f"drift_{sec}s"] for r in rows if f"drift_{sec}s" in r[w]]
+            summary[w][f"drift_{sec}s_mean"] = float(np.mean(vals)) if vals else None
+            base = [r["w0"][f"drift_{sec}s"] for r in rows if f"drift_{sec}s" in r["w0"]]
+            summary[w][f"drift_{sec}s_mean_w0"] = float(np.mean(base)) if base else None
         worst = max(r[w]["we_ab"] / r["w0"]["we_ab"] for r in rows)
         summary[w]["ab_warp_error_ratio_worst_clip"] = worst
         print(f"== {w}: " + json.dumps(summary[w]))
