@@ -150,14 +150,15 @@ DRIFT_SECONDS = (1, 4)
 STATIC = 2.0  # Lab units: a truth pixel this steady over its 5x5 neighbourhood counts as static
 
 
-def drift(out: torch.Tensor, gt: torch.Tensor, fps: float, cuts: list[int]) -> dict[str, float]:
+def drift(out: torch.Tensor, lab_g: torch.Tensor, fps: float, cuts: list[int]) -> dict[str, float]:
     """Mean ab distance of ``out`` between frames 1 s and 4 s apart on the truth's static pixels,
-    minus the truth's own; {} where the clip is too short. Both (N, 3, h, w) RGB at eval size."""
-    lab_o, lab_g = rgb_to_lab(out), rgb_to_lab(gt)
+    minus the truth's own; {} where the clip is too short. ``out`` (N, 3, h, w) RGB and the truth's
+    Lab ``lab_g`` (computed once per clip), both at eval size."""
+    lab_o = rgb_to_lab(out)
     res = {}
     for sec in DRIFT_SECONDS:
         d = round(sec * fps)
-        pairs = [t for t in range(len(gt) - d) if not any(t < c <= t + d for c in cuts)]
+        pairs = [t for t in range(len(lab_g) - d) if not any(t < c <= t + d for c in cuts)]
         if not pairs:
             continue
         num = den = 0.0
@@ -242,7 +243,7 @@ def main() -> None:
         gt_eval = to_eval(gt)
         flows, masks = gt_flows(clip.stem, gt_eval, a.work)
         we_gt, we_gt_ab, npairs = warp_error(gt_eval, flows, masks, true_cuts)
-        fps = clip_fps(clip)
+        fps, gt_lab = clip_fps(clip), rgb_to_lab(gt_eval)
         row = {"frames": len(gt), "true_cuts": true_cuts, "pairs": npairs, "we_gt": we_gt / max(npairs, 1),
                "we_ab_gt": we_gt_ab / max(npairs, 1)}
         runs: dict[str, list[np.ndarray]] = {}
@@ -257,7 +258,7 @@ def main() -> None:
             runs[name] = frames
             out_eval = to_eval(frames)
             we, we_ab, _ = warp_error(out_eval, flows, masks, true_cuts)
-            r = {"we": we / max(npairs, 1), "we_ab": we_ab / max(npairs, 1), **drift(out_eval, gt_eval, fps, true_cuts),
+            r = {"we": we / max(npairs, 1), "we_ab": we_ab / max(npairs, 1), **drift(out_eval, gt_lab, fps, true_cuts),
                  "psnr": float(np.mean([psnr(o, g) for o, g in zip(frames, gt)])),
                  "seconds": res.seconds, "fps": len(frames) / max(res.seconds, 1e-9),
                  "smoother_seconds": TimedSmoother.seconds,

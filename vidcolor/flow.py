@@ -176,6 +176,12 @@ def frame_distance(fa: tuple[torch.Tensor, torch.Tensor], fb: tuple[torch.Tensor
 CUT_SCALE = 0.3  # a jump this far above its neighbours' is a certain cut (confidence 1)
 
 
+def is_cut(dist: dict[int, torch.Tensor], a: int, threshold: float) -> bool:
+    """The cut rule the smoother, the keyframe carrier and the guides share: is there a hard cut
+    between frames a and a+1, given ``dist[k]`` = distance(k, k+1) for the pairs at hand."""
+    return float(cut_confidence(dist[a], [dist[k] for k in (a - 1, a + 1) if k in dist])) > threshold
+
+
 def cut_confidence(jump: torch.Tensor, neighbours: list[torch.Tensor]) -> torch.Tensor:
     """Confidence in [0, 1] that the frame distance ``jump`` between two frames is a hard cut,
     given the distances of the pairs either side of it (those that exist).

@@ -186,7 +186,7 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
             feats.pop(old)
         n = idx + 1
     for a in sorted(dist):  # the smoother's own rule, so guides and smoothing agree on cuts
-        if float(fl.cut_confidence(dist[a], [dist[k] for k in (a - 1, a + 1) if k in dist])) > cut_threshold:
+        if fl.is_cut(dist, a, cut_threshold):
             cut_after.add(a)
     late = [k for k in keys if k >= n]
     if late:

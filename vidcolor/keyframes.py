@@ -4,7 +4,7 @@ Interface, like :class:`vidcolor.temporal.Smoother`: ``push(item)`` returns the
 items whose ab is final, in order; ``flush()`` the rest at the end of the clip.
 It runs after the smoother, on the ab the smoother emits.
 
-Per shot (the smoother's cut rule, :func:`vidcolor.flow.cut_confidence`), the
+Per shot (the smoother's cut rule, :func:`vidcolor.flow.is_cut`), the
 carrier keeps an ab map at render size and a trust map:
 
 - A *keyframe* takes the frame's own ab and trust 1: the first frame of a
@@ -112,8 +112,7 @@ class Carrier:
         """The smoother's rule for a cut between a and a+1, from frames a-1..a+2."""
         if a not in self._dist:
             return True  # no frame before, or a change of size: nothing to carry across
-        near = [self._dist[k] for k in (a - 1, a + 1) if k in self._dist]
-        return bool(fl.cut_confidence(self._dist[a], near) > self.cut_threshold)
+        return fl.is_cut(self._dist, a, self.cut_threshold)
 
     def _emit(self, item: Item) -> Item:
         t = item.index

@@ -169,8 +169,7 @@ class Smoother:
         if self._frames[a].half.shape != self._frames[a + 1].half.shape:
             is_cut = True  # a folder of frames may change size; nothing to align across that
         else:
-            conf = fl.cut_confidence(self._dist[a], [self._dist[k] for k in (a - 1, a + 1) if k in self._dist])
-            is_cut = bool(conf > self.cut_threshold)  # one scalar sync per frame
+            is_cut = fl.is_cut(self._dist, a, self.cut_threshold)  # one scalar sync per frame
         self._cut[a] = is_cut
         if is_cut:
             self.cuts.append(a + 1)
