@@ -198,3 +198,31 @@ def test_finished_checkpoint_with_a_lost_segment_is_redone(tmp_path):
     again = VideoJob(out, {"k": 1})
     assert again.frames_done == 8 and [s["file"] for s in again.state["segments"]] == ["seg_000000.mp4"]
     assert not again.complete  # so the run colours frames 8 on again, instead of muxing a gap
+
+
+def test_a_swallowed_stop_signal_still_stops_the_job(tmp_path, random_weights, one_model):
+    """Ctrl-C can land in a weakref callback, where Python prints its KeyboardInterrupt and drops it
+    (the CI failure of session 8); the frame loops must still stop, save, and say how to resume."""
+    from vidcolor import errors
+    from vidcolor.pipeline import Settings, colorize_frames, colorize_video
+
+    src = tmp_path / "in"
+    make_frames(src, 6)
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, n=24, w=64, h=48)
+    s = Settings(weights=str(random_weights), batch_size=2, render_size=32)
+    try:
+        for run in (lambda: colorize_frames(src, tmp_path / "out", s, progress=False),
+                    lambda: colorize_video(clip, tmp_path / "out.mp4", s, progress=False)):
+            try:  # what the interpreter does with an exception raised inside a weakref callback
+                errors.on_stop_signal(2, None)
+            except KeyboardInterrupt:
+                pass
+            with pytest.raises(errors.Interrupted, match="run the same command again to resume"):
+                run()
+        assert not (tmp_path / "out.mp4").exists()
+        assert len(list((tmp_path / "out").glob("*.png"))) < 6
+    finally:
+        errors.reset_interrupted()
+    res = colorize_frames(src, tmp_path / "out", s, progress=False)  # resumes and finishes
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6 and res.frames >= 1

@@ -13,13 +13,9 @@ from typing import Any, Iterator
 
 import click
 
-from .errors import VidcolorError
+from .errors import VidcolorError, on_stop_signal, reset_interrupted
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE, DEFAULT_RENDER,
                        DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
-
-
-def _on_term(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: save, say how to resume, exit non-zero
 
 
 def common(f):  # noqa: ANN001, ANN201
@@ -74,14 +70,21 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
 def interruptible() -> Iterator[None]:
     """SIGTERM is handled as Ctrl-C, and either ends the command with exit 130 and the resume hint
     (checkpoints are saved on the way out). A VidcolorError becomes one line in _Group.main."""
-    old = signal.signal(signal.SIGTERM, _on_term)
+    reset_interrupted()
+    old_term = signal.signal(signal.SIGTERM, on_stop_signal)
+    # SIGINT too, only where it is not ignored (a worker, or a job started with it ignored, keeps that).
+    old_int = signal.getsignal(signal.SIGINT)
+    if old_int is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_stop_signal)
     try:
         yield
     except KeyboardInterrupt:
         click.echo("vidcolor: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        if old_int is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, old_int)
 
 
 def _run(fn, quiet: bool) -> None:  # noqa: ANN001

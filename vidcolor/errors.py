@@ -41,3 +41,28 @@ class DamagedInput(VidcolorError):
     """The input is damaged so that the output could not be a faithful colouring of what was readable."""
 
     exit_code = 4
+
+
+# A KeyboardInterrupt raised while Python runs a weakref callback or __del__ is printed and dropped
+# ("Exception ignored in ..."), so a Ctrl-C landing there would let the job run on to the end. The
+# handler below also records the signal, and the frame loops re-raise it (see raise_if_interrupted).
+_interrupted = False
+
+
+def on_stop_signal(signum: int, frame: object) -> None:
+    """Signal handler for Ctrl-C and SIGTERM: remember the request, then stop like Ctrl-C."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def reset_interrupted() -> None:
+    """Forget an earlier stop request (a new command starts)."""
+    global _interrupted
+    _interrupted = False
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a stop signal arrived but its exception was swallowed."""
+    if _interrupted:
+        raise KeyboardInterrupt

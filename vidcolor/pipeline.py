@@ -24,7 +24,7 @@ from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
 from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, OomGuard, render_shape
-from .errors import DamagedInput, InputError, Interrupted, VidcolorError
+from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted
 from .guide import blend, build_keyframes, guide_spec, hints_for, plan_guides
 from .keyframes import MODES as KEYFRAME_MODES, Carrier
 from .job import FOLDER_MANIFEST, ChunkJob, Job, VideoJob, file_identity, folder_identity
@@ -447,6 +447,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             writer.write(picture, item.payload.tag)
             last = item.index
             bar.update(1)
+            raise_if_interrupted()
             if (item.index + 1) % seg_len == 0:
                 writer.close()
                 if getattr(engine, "limit", None):
@@ -533,6 +534,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
             job.state["frames_done"] = item.index + 1
             bar.update(1)
             res.frames += 1
+            raise_if_interrupted()
             for k in [k for k in alphas if k < item.index]:
                 alphas.pop(k)
     except KeyboardInterrupt:

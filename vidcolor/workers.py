@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .batch import Item, Options, Row, run_item
+from .errors import on_stop_signal
 
 WORKER_BYTES = 3 << 29  # 1.5 GiB: a worker's peak RSS was 1.2 GB on 640x360 at render size 256
 
@@ -76,10 +77,7 @@ def _worker(conn: Connection, threads: int, opts: Options) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops workers with SIGTERM
 
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # checkpoints are saved as for `vidcolor video`
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_stop_signal)  # checkpoints are saved as for `vidcolor video`
     torch.set_num_threads(threads)
     while True:
         try:
