@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 import dedup
-from build_test_split import FIELDS, chroma, parser, prepare, save_photo
+from build_test_split import FIELDS, chroma, download_deb, parser, prepare, save_photo
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "extra_data_manifest.csv"
@@ -54,15 +54,6 @@ SOURCES = [
     ("oadterrain", "0ad-data=0.0.26-1", re.compile(r"art/textures/terrain/types/.+\.dds$"),
      "usr/share/games/0ad/mods/public/public.zip", "CC BY-SA 3.0 (0 A.D. art, Wildfire Games)"),
 ]
-
-
-def fetch(spec: str, cache: Path) -> Path:
-    name = spec.split("=")[0]
-    found = list(cache.glob(f"{name}_*.deb"))
-    if not found:
-        subprocess.run(["apt-get", "download", "-q", spec], cwd=cache, check=True)
-        found = list(cache.glob(f"{name}_*.deb"))
-    return found[0]
 
 
 def members(deb: Path, pattern: re.Pattern, inner_zip: str | None, cache: Path):
@@ -138,7 +129,7 @@ def main() -> None:
     shared_rows = link_shared(a.data_dir, a.out)
     kept, rows, skipped = dedup.Index(), [], {}
     for tag, spec, pattern, inner, licence in SOURCES:
-        for path, data in members(fetch(spec, a.cache), pattern, inner, a.cache):
+        for path, data in members(download_deb(spec, a.cache), pattern, inner, a.cache):
             img, why = usable(data, path)
             if img is None:
                 skipped[why.split(" (")[0]] = skipped.get(why.split(" (")[0], 0) + 1

@@ -71,13 +71,21 @@ DEB_SOURCES = [
 ]
 
 
-def fetch_deb(spec: str, cache: Path) -> Path:
-    """The unpacked Debian package ``spec`` (apt-get download + dpkg-deb -x on first use)."""
+def download_deb(spec: str, cache: Path) -> Path:
+    """The .deb of ``spec`` (``name=version``) in ``cache``, fetched with apt-get download if absent."""
     name = spec.split("=")[0]
+    found = list(cache.glob(f"{name}_*.deb"))
+    if not found:
+        subprocess.run(["apt-get", "download", "-q", spec], cwd=cache, check=True)
+        found = list(cache.glob(f"{name}_*.deb"))
+    return found[0]
+
+
+def fetch_deb(spec: str, cache: Path) -> Path:
+    """The unpacked Debian package ``spec`` (downloaded and unpacked with dpkg-deb -x on first use)."""
     root = cache / f"deb-{spec.replace('=', '_')}"
     if not root.exists():
-        subprocess.run(["apt-get", "download", "-q", spec], cwd=cache, check=True)
-        deb = next(cache.glob(f"{name}_*.deb"))
+        deb = download_deb(spec, cache)
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         deb.unlink()
     return root

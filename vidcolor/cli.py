@@ -68,23 +68,21 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM is handled as Ctrl-C, and either ends the command with exit 130 and the resume hint
-    (checkpoints are saved on the way out). A VidcolorError becomes one line in _Group.main."""
+    """Ctrl-C and SIGTERM both go to errors.on_stop_signal, and either ends the command with exit 130
+    and the resume hint (checkpoints are saved on the way out). A VidcolorError becomes one line in
+    _Group.main."""
     reset_interrupted()
-    old_term = signal.signal(signal.SIGTERM, on_stop_signal)
-    # SIGINT too, only where it is not ignored (a worker, or a job started with it ignored, keeps that).
-    old_int = signal.getsignal(signal.SIGINT)
-    if old_int is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, on_stop_signal)
+    # SIGINT only where it is not ignored: a job started with it ignored (nohup, `cmd &`) keeps that.
+    stops = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    old = {s: signal.signal(s, on_stop_signal) for s in stops}
     try:
         yield
     except KeyboardInterrupt:
         click.echo("vidcolor: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
-        if old_int is not signal.SIG_IGN:
-            signal.signal(signal.SIGINT, old_int)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _run(fn, quiet: bool) -> None:  # noqa: ANN001
