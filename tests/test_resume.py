@@ -226,3 +226,29 @@ def test_a_swallowed_stop_signal_still_stops_the_job(tmp_path, random_weights, o
         errors.reset_interrupted()
     res = colorize_frames(src, tmp_path / "out", s, progress=False)  # resumes and finishes
     assert len(list((tmp_path / "out").glob("*.png"))) == 6 and res.frames >= 1
+
+
+def test_a_dropped_stop_signal_prints_no_traceback(monkeypatch):
+    """Python reports a KeyboardInterrupt it had to drop with a traceback on stderr; once the stop is
+    recorded, that report is noise for the user, while other dropped exceptions are still shown."""
+    import sys
+    from types import SimpleNamespace
+
+    from vidcolor import errors
+
+    def dropped(exc: BaseException) -> SimpleNamespace:
+        return SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None, err_msg=None,
+                               object="a weakref callback")
+
+    reported = []
+    monkeypatch.setattr(sys, "__unraisablehook__", lambda u: reported.append(u.exc_type))
+    errors.quiet_unraisable(dropped(KeyboardInterrupt()))  # no stop recorded: Python's report stands
+    try:
+        try:
+            errors.on_stop_signal(2, None)
+        except KeyboardInterrupt as e:
+            errors.quiet_unraisable(dropped(e))
+        errors.quiet_unraisable(dropped(ValueError("other")))
+    finally:
+        errors.reset_interrupted()
+    assert reported == [KeyboardInterrupt, ValueError]

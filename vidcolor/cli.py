@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import click
 
-from .errors import VidcolorError, on_stop_signal, reset_interrupted
+from .errors import VidcolorError, on_stop_signal, quiet_unraisable, reset_interrupted
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE, DEFAULT_RENDER,
                        DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
@@ -75,12 +75,14 @@ def interruptible() -> Iterator[None]:
     # SIGINT only where it is not ignored: a job started with it ignored (nohup, `cmd &`) keeps that.
     stops = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     old = {s: signal.signal(s, on_stop_signal) for s in stops}
+    old_hook, sys.unraisablehook = sys.unraisablehook, quiet_unraisable
     try:
         yield
     except KeyboardInterrupt:
         click.echo("vidcolor: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     finally:
+        sys.unraisablehook = old_hook
         for s, handler in old.items():
             signal.signal(s, handler)
 

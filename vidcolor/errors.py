@@ -9,6 +9,8 @@ interrupted (re-run to resume).
 """
 from __future__ import annotations
 
+import sys
+
 
 class VidcolorError(Exception):
     """A problem the user can fix (bad input, bad option, missing file...).
@@ -54,6 +56,14 @@ def on_stop_signal(signum: int, frame: object) -> None:
     global _interrupted
     _interrupted = True
     raise KeyboardInterrupt
+
+
+def quiet_unraisable(unraisable: object) -> None:
+    """sys.unraisablehook: a stop request that Python had to drop is not reported with a traceback
+    (the flag above carries it to the frame loop); anything else is reported as usual."""
+    if _interrupted and issubclass(getattr(unraisable, "exc_type", type(None)), KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def reset_interrupted() -> None:

@@ -13,6 +13,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .batch import Item, Options, Row, run_item
-from .errors import on_stop_signal
+from .errors import on_stop_signal, quiet_unraisable
 
 WORKER_BYTES = 3 << 29  # 1.5 GiB: a worker's peak RSS was 1.2 GB on 640x360 at render size 256
 
@@ -78,6 +79,7 @@ def _worker(conn: Connection, threads: int, opts: Options) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops workers with SIGTERM
 
     signal.signal(signal.SIGTERM, on_stop_signal)  # checkpoints are saved as for `vidcolor video`
+    sys.unraisablehook = quiet_unraisable
     torch.set_num_threads(threads)
     while True:
         try:
