@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Build the extra training photos (ground and land-cover textures) and a training folder that
-holds them beside ``../shared/data/train``.
+"""Build the extra training photos (ground cover, walls, floors and other surfaces) and a training
+folder that holds them beside ``../shared/data/train``.
 
     python scripts/build_extra_data.py --out runs/data [--cache /tmp/vidcolor-extra]
     python scripts/train.py --data-dir runs/data ...
@@ -14,6 +14,24 @@ photographs of ground cover, which the shared set has little of:
   satellite images, see its ``Textures/Credits``).
 - ``oadterrain``: 0 A.D.'s terrain textures (close-up photographs of grass, earth, sand, rock,
   paving, snow, seen from above; Debian ``0ad-data``, CC BY-SA 3.0 per its copyright file).
+
+The net also paints flat walls and floors with red and blue blotches, and faces and clothing are
+68% of the data, so these add photographed surfaces, chosen folder by folder from contact sheets:
+
+- ``sh3dtex``: Sweet Home 3D's own textures (tiles, parquet, marble, roughcast, grass, a cloudy
+  sky; Debian ``sweethome3d``, GPL-2+).
+- ``ufoaisurf``: UFO:AI's photographed walls, plaster, brick, concrete, carpets, wood floors,
+  doors and roof tiles (``tex_mattn``, ``tex_buildings``, ``tex_material``), and
+- ``ufoainature``: its grass, soil, desert, rock, bark and snow (``tex_nature``); Debian
+  ``ufoai-textures``, each file's licence (GPL-2, GPL-2+, GPL-3+, CC BY 3.0, CC BY-SA 3.0 or
+  public domain) read from the package's copyright file.
+
+Looked at and left out (drawn, rendered or sci-fi, not photographs): Red Eclipse's skyboxes and
+textures (Terragen renders and procedural tiles), Nexuiz and OpenArena textures (grimy game
+art), Colobot's, Extreme Tux Racer's skyboxes (renders), FlightGear's Sky, Runway and Trees
+folders (transparent cloud sprites, drawn runway markings), the Sweet Home 3D furniture
+libraries (mostly UV atlases of models). No photographed sky in a free package was found
+apart from Sweet Home 3D's one.
 
 Each package is fetched with ``apt-get download`` (never installed). An image is kept when it
 is opaque, at least 256 px on its short side, not a normal map or a mask (by name, and by its
@@ -29,6 +47,7 @@ split of the shared photos, are unchanged.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import re
 import subprocess
@@ -46,13 +65,33 @@ HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "extra_data_manifest.csv"
 SKIP_NAME = re.compile(r"(mask|overlay|relief|light|norm|spec|structure|noise|perlin|_n$|_ao$|alpha)", re.I)
 
-# (tag, package=version, member pattern, zip inside the package or None, licence)
+# (tag, package=version, member pattern, zip inside the package or None, licence). A licence with
+# "{}" is looked up per file in the package's machine-readable copyright file (``dep5_licence``).
+UFOAI = "ufoai-textures=2.5-2"
+UFOAI_PK3 = "usr/share/games/ufoai/base/0textures.pk3"
+UFOAI_LICENCE = "{} (UFO:AI textures, per file in its copyright)"
 SOURCES = [
     ("fgterrain", "flightgear-data-base=1:2020.3.16+dfsg-1",
      re.compile(r"usr/share/games/flightgear/Textures/Terrain(\.winter)?/[^/]+\.png$"), None,
      "GPL-2+ (FlightGear; satellite imagery per Textures/Credits)"),
     ("oadterrain", "0ad-data=0.0.26-1", re.compile(r"art/textures/terrain/types/.+\.dds$"),
      "usr/share/games/0ad/mods/public/public.zip", "CC BY-SA 3.0 (0 A.D. art, Wildfire Games)"),
+    # Sweet Home 3D's own floor, wall and sky textures (blueSky is a drawn gradient).
+    ("sh3dtex", "sweethome3d=7.0.2+dfsg-3",
+     re.compile(r"com/eteks/sweethome3d/io/resources/textures/(?!blueSky)[^/]+\.jpg$"),
+     "usr/share/sweethome3d/sweethome3d.jar", "GPL-2+ (Sweet Home 3D, eTeks)"),
+    # UFO:AI walls, floors, carpets, doors, roofs, brick, wood and concrete; drawn or edited ones
+    # (painted windows, maps, signs, paintings, minigolf felt) and normal maps (_nm) are left out.
+    ("ufoaisurf", UFOAI, re.compile(
+        r"textures/(tex_mattn/(?!art|sign|notes|tech|automat|subway|minigolf|railway|wall007|wall02[1-5])"
+        r"|tex_buildings/(carpet|concrete|cementwall|ceiling_slate|floor\d|floor_(wood|se)|wall\d|wall_(se|dirt)"
+        r"|streetbricks|paving|sidewalk|roof|woodceiling)|tex_material/(wood|conc))[^/]*(?<!_nm)\.(png|jpg)$"),
+     UFOAI_PK3, UFOAI_LICENCE),
+    # UFO:AI grass, soil, desert, rock, bark, hedge, snow; paths drawn onto grass (_way, dirt_se) and
+    # the drawn water and ice-floor are left out.
+    ("ufoainature", UFOAI,
+     re.compile(r"textures/tex_nature/(?![^/]*(_way|dirt_se|icefloor|water))[^/]*(?<!_nm)\.(png|jpg)$"),
+     UFOAI_PK3, UFOAI_LICENCE),
 ]
 
 
@@ -78,6 +117,30 @@ def members(deb: Path, pattern: re.Pattern, inner_zip: str | None, cache: Path):
                         if pattern.search(n):
                             yield n, zf.read(n)
     proc.wait()
+
+
+def dep5_licence(deb: Path, path: str) -> str:
+    """The licence that the package's DEP-5 copyright file gives ``path`` (the last matching
+    ``Files:`` paragraph; a glob also matches without its first folder, e.g. ``base/``)."""
+    pkg = deb.name.split("_")[0]
+    if pkg not in _COPYRIGHT:
+        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            text = tf.extractfile(f"./usr/share/doc/{pkg}/copyright").read().decode()
+        paras = []
+        for para in re.split(r"\n\s*\n", text):
+            m, lic = re.search(r"^Files:(.*(?:\n .*)*)", para, re.M), re.search(r"^License: *(.+)", para, re.M)
+            if m and lic:
+                paras.append((m.group(1).split(), lic.group(1).strip()))
+        _COPYRIGHT[pkg] = paras
+    found = [lic for globs, lic in _COPYRIGHT[pkg]
+             if any(fnmatch.fnmatch(path, g) or fnmatch.fnmatch(path, g.split("/", 1)[-1]) for g in globs)]
+    if not found:
+        raise SystemExit(f"{pkg}: no licence for {path} in its copyright file")
+    return found[-1]
+
+
+_COPYRIGHT: dict[str, list] = {}
 
 
 def usable(data: bytes, path: str) -> tuple[Image.Image | None, str]:
@@ -129,7 +192,8 @@ def main() -> None:
     shared_rows = link_shared(a.data_dir, a.out)
     kept, rows, skipped = dedup.Index(), [], {}
     for tag, spec, pattern, inner, licence in SOURCES:
-        for path, data in members(download_deb(spec, a.cache), pattern, inner, a.cache):
+        deb = download_deb(spec, a.cache)
+        for path, data in members(deb, pattern, inner, a.cache):
             img, why = usable(data, path)
             if img is None:
                 skipped[why.split(" (")[0]] = skipped.get(why.split(" (")[0], 0) + 1
@@ -145,8 +209,9 @@ def main() -> None:
             if (a.out / "train" / name).exists() and name in kept.names:
                 raise SystemExit(f"two sources would both be {name}")
             kept.add(h, name)
+            lic = licence.format(dep5_licence(deb, path)) if "{}" in licence else licence
             rows.append(save_photo(img, a.out / "train" / name, source=tag, package=spec, path=path,
-                                   licence=licence))
+                                   licence=lic))
     with open(MANIFEST, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=FIELDS)
         w.writeheader()
