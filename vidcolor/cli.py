@@ -15,7 +15,7 @@ import click
 
 from .errors import VidcolorError, on_stop_signal, quiet_unraisable, reset_interrupted
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE, DEFAULT_RENDER,
-                       DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
+                       DEFAULT_KEYFRAMES, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
 
 def common(f):  # noqa: ANN001, ANN201
@@ -32,9 +32,10 @@ def common(f):  # noqa: ANN001, ANN201
                      help="Colour strength: >1 more vivid, <1 more muted (scales the readout temperature)."),
         click.option("--temporal-window", type=click.IntRange(0, 64), default=DEFAULT_WINDOW, show_default=True,
                      help="Frames each side used to smooth colour over time; 0 = per-frame."),
-        click.option("--keyframes", type=click.Choice(["off", "auto"]), default="off", show_default=True,
+        click.option("--keyframes", type=click.Choice(["off", "auto"]), default=DEFAULT_KEYFRAMES, show_default=True,
                      help="auto: decide each shot's colour at keyframes and carry it through the shot with "
-                          "motion (steadier colour; the network's own colour fills new content)."),
+                          "motion (steadier colour; the network's own colour fills new content); off: the temporal "
+                          "smoother alone."),
         click.option("--keyframe-every", type=click.IntRange(0, 100_000), default=0, show_default=True,
                      help="With --keyframes auto: also a new keyframe every N frames (0 = only where the "
                           "carried colour is no longer trusted)."),

@@ -11,3 +11,7 @@ DEFAULT_TEMPERATURE = 0.38  # chosen on the dev split (weights/README.md): PSNR 
 DEFAULT_GUIDED_TEMPERATURE = 0.7
 DEFAULT_WINDOW = 3
 DEFAULT_CUT_THRESHOLD = 0.5
+# Shot-consistent colour on by default (issue 15): on the dev clips and on two sets of clips made
+# fresh it lowered the ab warp error of window 3 on every clip (pooled 0.45x -> 0.40x of per-frame
+# output on the dev clips) and kept PSNR within 0.1 dB of per-frame output (README).
+DEFAULT_KEYFRAMES = "auto"

@@ -33,7 +33,7 @@ from .temporal import Item, Smoother
 from .weights import default_weights_path, load_model, sha256_file
 
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_SEGMENT,  # noqa: F401
-                       DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
+                       DEFAULT_GUIDED_TEMPERATURE, DEFAULT_KEYFRAMES, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Settings:
     cut_threshold: float = DEFAULT_CUT_THRESHOLD
     references: tuple[str, ...] = ()  # "FRAME_INDEX=IMAGE" colour keyframes
     hints: str | None = None  # JSON file of {frame, x, y, rgb} colour pins
-    keyframes: str = "off"  # "auto": carry each shot's keyframe colour with flow (vidcolor.keyframes)
+    keyframes: str = DEFAULT_KEYFRAMES  # "auto": carry each shot's keyframe colour with flow (vidcolor.keyframes)
     keyframe_every: int = 0  # with keyframes "auto": also a keyframe every N frames (0: only as trust needs)
 
     def validate(self) -> None:
