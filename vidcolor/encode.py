@@ -299,6 +299,8 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
             raise DamagedInput(f"{e.what} cannot be copied into any container ({e.why}); it is probably "
                                f"damaged, so the output would lose it") from None
         hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
+        if e.what == f"{opts.codec} video" and fmt == "webm":  # the one container that refuses H.264
+            hint = "; use --codec libvpx-vp9 for .webm, or an .mkv or .mp4 output"
         raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {e.what} ({e.why}){hint}") from None
 
 
