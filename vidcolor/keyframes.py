@@ -120,7 +120,7 @@ class Carrier:
         new_key = (t % self.period == 0 or t in self.guided or self._ab is None or self._is_cut(t - 1)
                    or (self.every and t - self._key >= self.every))
         if not new_key:
-            ab, trust = self._carry(t, own)
+            ab, trust = self._carry(t, own, item.prev_flow)
             if float(trust.mean()) < REKEY:
                 new_key = True
             else:
@@ -130,17 +130,23 @@ class Carrier:
             self._ab, self._key = own, t
             self._trust = torch.ones_like(self._feat[t].Ls)
             self.keys.append(t)
+        item.prev_flow = None  # used; do not keep it alive downstream
         for k in [k for k in self._feat if k < t - 1]:
             del self._feat[k]
             self._dist.pop(k, None)
         return item
 
-    def _carry(self, t: int, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Carried ab warped from frame t-1 onto t, blended with t's own ab by trust."""
+    def _carry(self, t: int, own: torch.Tensor, pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Carried ab warped from frame t-1 onto t, blended with t's own ab by trust. ``pair`` is the
+        smoother's flow between t-1 and t (:attr:`Item.prev_flow`): the same flow on the same L, so it
+        is reused instead of computed twice; without a smoother (window 0) it is computed here."""
         a, b = self._feat[t - 1], self._feat[t]
-        f = fl.lk_flow(torch.cat([b.Ls, a.Ls]), torch.cat([a.Ls, b.Ls]), radius=FLOW_RADIUS)
-        back = f[0:1]  # where each pixel of t was in t-1
-        ok = fl.fb_valid(back, f[1:2])
+        if pair is not None and pair.shape[-2:] == b.Ls.shape[-2:]:
+            back, ok = pair[1:2, :2], pair[1:2, 2:3]  # where each pixel of t was in t-1, and its check
+        else:
+            f = fl.lk_flow(torch.cat([b.Ls, a.Ls]), torch.cat([a.Ls, b.Ls]), radius=FLOW_RADIUS)
+            back = f[0:1]
+            ok = fl.fb_valid(back, f[1:2])
         moved = fl.warp(torch.cat([a.Ls, self._trust, torch.ones_like(a.Ls)], dim=1), back, padding="zeros")
         inside = moved[:, 2:3]
         L_prev = moved[:, :1] / inside.clamp_min(1e-3)  # undo the fade to zero at the border

@@ -75,6 +75,9 @@ class Item:
     L: torch.Tensor   # (1, h, w) at render size
     ab: torch.Tensor  # (2, h, w) at render size; replaced by the smoothed ab
     payload: Any = None  # carried along untouched (the pipeline's Carried: full-resolution L, pts, dtype)
+    # the smoother's flow pair with frame index-1, (2, 3, h/2, w/2): [prev->this, this->prev] flow and
+    # forward-backward validity, left for the keyframe carrier, which needs the same flow
+    prev_flow: torch.Tensor | None = None
 
 
 @dataclass
@@ -194,6 +197,7 @@ class Smoother:
         item = self._frames[t].item
         if hi > lo:  # a frame alone in its shot window keeps its own ab, untouched
             item.ab = self._smooth(t, lo, hi)
+        item.prev_flow = self._pairs.get(t - 1)
         self._next = t + 1
         for dct in (self._frames, self._pairs, self._dist, self._cut):
             for k in [k for k in dct if k < t - w]:
