@@ -30,7 +30,9 @@ def main() -> None:
     p.add_argument("--out", default="runs/vidcolor")
     p.add_argument("--arch", default="vidcolor")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--crop", type=int, default=144)
+    p.add_argument("--crop", type=int, default=None,
+                   help="training crop side in px (default 144; on resume, changes the saved value, e.g. to "
+                        "fine-tune at a size nearer the 256 px render size)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-steps", type=int, default=None,
                    help="cosine schedule horizon (default 60000; on resume, moves the saved horizon, e.g. to "
@@ -56,9 +58,9 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     # settings given on the command line; the rest keep TrainConfig's defaults (or, on resume, the saved values)
-    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp")
+    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp", "crop")
                  if getattr(a, k) is not None}
-    cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, crop=a.crop, lr=a.lr,
+    cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, lr=a.lr,
                       eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, **overrides)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
