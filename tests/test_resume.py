@@ -222,6 +222,9 @@ def test_a_swallowed_stop_signal_still_stops_the_job(tmp_path, random_weights, o
                 run()
         assert not (tmp_path / "out.mp4").exists()
         assert len(list((tmp_path / "out").glob("*.png"))) < 6
+        from vidcolor.evaluate import evaluate
+        with pytest.raises(KeyboardInterrupt):  # the eval loop stops too, instead of running to the end
+            evaluate(src, src)
     finally:
         errors.reset_interrupted()
     res = colorize_frames(src, tmp_path / "out", s, progress=False)  # resumes and finishes

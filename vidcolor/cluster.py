@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from . import chunks
 from .batch import Item, Options, Row, run_item
-from .errors import VidcolorError
+from .errors import VidcolorError, raise_if_interrupted
 
 RETRIES = 3  # per task, for a worker that died (a node lost, out of memory); errors of the input are not retried
 
@@ -104,6 +104,7 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
     waiting = list(refs)
     while waiting:
         try:
+            raise_if_interrupted()  # a Ctrl-C that Python dropped inside a callback still stops the driver
             done, waiting = ray.wait(waiting, num_returns=1)
         except KeyboardInterrupt:
             for ref in waiting:  # a cancelled task gets KeyboardInterrupt: its chunk checkpoint is kept

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_lab
-from .errors import InputError, VidcolorError
+from .errors import InputError, VidcolorError, raise_if_interrupted
 from .metrics import AUC_THRESHOLDS, ab_auc, colorfulness, false_colour, psnr, ssim
 
 FLOW_METHODS = ("tvl1", "ilk")
@@ -357,6 +357,7 @@ def evaluate(pred: str | Path, gt: str | Path, short_side: int | None = None, fl
     flow_shape: tuple[int, int] | None = None
     bar = tqdm(total=total, desc="eval", unit="frame" if temporal else "image", disable=not progress, leave=False)
     for name, p_img, g_img in stream:
+        raise_if_interrupted()  # as in the colouring loops: a Ctrl-C dropped inside a callback still stops
         p_img, g_img = to_uint8(p_img), to_uint8(g_img)
         if short_side:
             shape = short_side_shape(g_img.shape[0], g_img.shape[1], short_side)
