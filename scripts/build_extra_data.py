@@ -124,9 +124,12 @@ def dep5_licence(deb: Path, path: str) -> str:
     ``Files:`` paragraph; a glob also matches without its first folder, e.g. ``base/``)."""
     pkg = deb.name.split("_")[0]
     if pkg not in _COPYRIGHT:
-        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
-            text = tf.extractfile(f"./usr/share/doc/{pkg}/copyright").read().decode()
+        # streamed like the photos (reading the whole package into memory took hundreds of MB)
+        found = [data for _, data in members(deb, re.compile(rf"^usr/share/doc/{re.escape(pkg)}/copyright$"),
+                                             None, deb.parent)]
+        if not found:
+            raise SystemExit(f"{pkg}: no usr/share/doc/{pkg}/copyright in {deb.name}")
+        text = found[0].decode()
         paras = []
         for para in re.split(r"\n\s*\n", text):
             m, lic = re.search(r"^Files:(.*(?:\n .*)*)", para, re.M), re.search(r"^License: *(.+)", para, re.M)
