@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidcolor import keyframes, pipeline
+from vidcolor import keyframes, pipeline, stream
 from vidcolor.errors import Interrupted, JobMismatch
 from vidcolor.keyframes import Carrier
 from vidcolor.pipeline import Settings, colorize_video
@@ -64,7 +64,7 @@ def test_a_cut_starts_a_new_keyframe(monkeypatch):
 def flickering(monkeypatch: pytest.MonkeyPatch, one_model: None) -> None:
     """The untrained network's colour is almost flat, which the carrier cannot change: add noise per
     frame (seeded by the frame index, so every run sees the same) so that carrying shows."""
-    real = pipeline._predict_batch
+    real = stream._predict_batch
 
     def noisy(engine, batch, guides, yuv=None):  # noqa: ANN001, ANN202
         items = real(engine, batch, guides, yuv)
@@ -72,7 +72,7 @@ def flickering(monkeypatch: pytest.MonkeyPatch, one_model: None) -> None:
             g = torch.Generator().manual_seed(it.index)
             it.ab = it.ab + 12.0 * torch.randn(it.ab.shape, generator=g)
         return items
-    monkeypatch.setattr(pipeline, "_predict_batch", noisy)
+    monkeypatch.setattr(stream, "_predict_batch", noisy)  # where stream_colour looks it up
 
 
 def _interrupt_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:

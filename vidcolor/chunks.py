@@ -19,7 +19,8 @@ from . import videoio
 from .defaults import DEFAULT_SEGMENT
 from .encode import EncodeOptions
 from .job import JOB_MANIFEST, job_dir, merge_chunks
-from .pipeline import Result, Settings, colorize_video, segment_length
+from .pipeline import Result, Settings, colorize_video
+from .stream import segment_length
 
 Chunk = tuple[int, "int | None"]
 DEFAULT_CHUNK = 2400  # frames: ten default segments, 100 s of film at 24 fps

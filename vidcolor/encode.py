@@ -158,7 +158,7 @@ class SegmentWriter:
         if image is None:  # flush
             self._mux(self.stream.encode(None))
             return
-        if callable(image):  # composed here, in this thread (pipeline.stream_colour's ``defer``)
+        if callable(image):  # composed here, in this thread (stream.stream_colour's ``defer``)
             image = image()
         if self.yuv is not None:
             frame = to_frame(image, self.yuv)

@@ -74,7 +74,7 @@ class Item:
     index: int
     L: torch.Tensor   # (1, h, w) at render size
     ab: torch.Tensor  # (2, h, w) at render size; replaced by the smoothed ab
-    payload: Any = None  # carried along untouched (the pipeline's Carried: full-resolution L, pts, dtype)
+    payload: Any = None  # carried along untouched (vidcolor.stream's Carried: full-resolution L, pts, dtype)
     # the smoother's flow pair with frame index-1, (2, 3, h/2, w/2): [prev->this, this->prev] flow and
     # forward-backward validity, left for the keyframe carrier, which needs the same flow
     prev_flow: torch.Tensor | None = None
