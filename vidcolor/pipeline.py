@@ -1,12 +1,13 @@
 """The library API: colorize a video file or a folder of frames.
 
 Flow: decoder thread -> bounded queue -> batched engine (ab at render size)
--> temporal smoother -> keyframe carrier (opt-in) -> composition with the full-resolution L -> encoder
-(segments) -> final mux with the original audio. Batches sit at fixed frame
-positions (multiples of the batch size) and segments at multiples of the
-segment length, so a resumed run computes exactly what an uninterrupted one does.
-The stages from the engine to composition are :mod:`vidcolor.stream`'s; this
-module owns the files, jobs, checkpoints and encoding around them.
+-> temporal smoother -> keyframe carrier (on by default; ``--keyframes off``)
+-> composition with the full-resolution L -> encoder (segments) -> final mux
+with the original audio. Batches sit at fixed frame positions (multiples of
+the batch size) and segments at multiples of the segment length, so a
+resumed run computes exactly what an uninterrupted one does. The stages from
+the engine to composition are :mod:`vidcolor.stream`'s; this module owns the
+files, jobs, checkpoints and encoding around them.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The streaming core: decoded frames -> engine batches -> smoother -> keyframe carrier -> composition.
 
 :func:`stream_colour` takes (index, frame, payload) in order, predicts ab in batches at fixed frame
-positions (multiples of the batch size), runs the temporal smoother and the keyframe carrier
-(opt-in) over them, and composes each frame's ab with its own full-resolution L (RGB, or U and V on
-the plane path). :func:`segment_length` and :func:`_warm` say where the batches, segments and a
-resume's re-warm sit, so a resumed run computes exactly what an uninterrupted one does. Files,
-jobs and encoding are :mod:`vidcolor.pipeline`'s.
+positions (multiples of the batch size), runs the temporal smoother and the keyframe carrier (on by
+default since session 9) over them, and composes each frame's ab with its own full-resolution L
+(RGB, or U and V on the plane path). :func:`segment_length` and :func:`_warm` say where the
+batches, segments and a resume's re-warm sit, so a resumed run computes exactly what an
+uninterrupted one does. Files, jobs and encoding are :mod:`vidcolor.pipeline`'s.
 """
 from __future__ import annotations
 
