@@ -46,6 +46,23 @@ def test_carried_colour_is_steadier_on_a_still_shot():
     assert carrier.keys[0] == 0
 
 
+def test_renewing_trust_does_not_jump_to_the_networks_colour(monkeypatch):
+    """When trust runs low inside a shot, it is renewed on the output, so that frame changes no more
+    than any carried frame does; jumping to the frame's own (flickering) ab there would."""
+    monkeypatch.setattr(keyframes, "REKEY", 0.9)  # trust 0.985^k falls below 0.9 every 7 frames
+    n = 30
+    raw = [_noisy_ab(i, 10.0) for i in range(n)]
+    carrier = Carrier(period=1000)
+    out = _run(carrier, [Item(i, _L(i), raw[i].clone()) for i in range(n)])
+    renewals = [k for k in carrier.keys if k > 0]
+    assert len(renewals) >= 3, carrier.keys
+    step = lambda i: float((out[i] - out[i - 1]).abs().mean())  # noqa: E731
+    carried = [step(i) for i in range(1, n) if i not in renewals]
+    for k in renewals:
+        assert step(k) < 2.0 * max(carried), (k, step(k), max(carried))
+        assert step(k) < 0.5 * float((raw[k] - out[k - 1]).abs().mean())
+
+
 def test_a_cut_starts_a_new_keyframe(monkeypatch):
     # no keyframes for lost trust: the cut alone must start shot 2's (trust would also fall there)
     monkeypatch.setattr(keyframes, "REKEY", 0.0)

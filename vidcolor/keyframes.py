@@ -8,10 +8,15 @@ Per shot (the smoother's cut rule, :func:`vidcolor.flow.is_cut`), the
 carrier keeps an ab map at render size and a trust map:
 
 - A *keyframe* takes the frame's own ab and trust 1: the first frame of a
-  shot, a frame where the mean trust fell below ``REKEY``, every
-  ``every`` frames if asked, every frame a ``--reference`` or pins guide (its
-  guided colour becomes the carried one, so a painting overrides the
-  automatic keyframe in its shot), and every multiple of ``period``.
+  shot, every ``every`` frames if asked, every frame a ``--reference`` or
+  pins guide (its guided colour becomes the carried one, so a painting
+  overrides the automatic keyframe in its shot), and every multiple of
+  ``period``.
+- Where the mean trust falls below ``REKEY``, the frame is a *renewal*
+  keyframe: its output is computed as for any carried frame (below), and
+  trust is then reset to 1 on that output. Taking the frame's own ab there
+  instead made the colour jump at every renewal, which on a fast camera move
+  came every few frames.
 - Any other frame warps the carried ab from the frame before with flow on
   standardized L at half render size (:func:`vidcolor.flow.lk_flow`). Trust
   is warped along, multiplied by ``DECAY`` per frame, lowered where the flow
@@ -43,7 +48,7 @@ from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 
 DECAY = 0.985      # trust kept per frame carried: a long carry drifts, so let the network back in slowly
 FB_KEEP = 0.6      # trust kept where the flow fails its forward-backward check (LK fails often on film)
-REKEY = 0.35       # mean trust below which the frame becomes a new keyframe
+REKEY = 0.35       # mean trust below which trust is renewed on the frame's output
 MODES = ("off", "auto")
 
 
@@ -121,11 +126,16 @@ class Carrier:
                    or (self.every and t - self._key >= self.every))
         if not new_key:
             ab, trust = self._carry(t, own, item.prev_flow)
+            item.ab = ab.squeeze(0).to(item.ab.dtype)
+            self._ab, self._trust = ab, trust
             if float(trust.mean()) < REKEY:
-                new_key = True
-            else:
-                item.ab = ab.squeeze(0).to(item.ab.dtype)
-                self._ab, self._trust = ab, trust
+                # Trust ran low (a long carry, or the camera moved on). Renew it on the colour now on
+                # screen, which already holds the network's own colour wherever the carried one was not
+                # trusted. Jumping to the network's per-frame colour instead made a colour step at each
+                # renewal, every few frames on a fast camera move (issue 15, session 10).
+                self._trust = torch.ones_like(trust)
+                self._key = t
+                self.keys.append(t)
         if new_key:
             self._ab, self._key = own, t
             self._trust = torch.ones_like(self._feat[t].Ls)
