@@ -106,7 +106,10 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
                 "guided_temperature": settings.guided_temperature}
                if settings.references or settings.hints else {}),
             # only when on, so the manifests of jobs started without keyframes still match
-            **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every}
+            # carrier 2: trust renewed without a jump (session 10); a job begun with carrier 1 does not
+            # resume under it, which would mix the two rules in one film
+            **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every,
+                "keyframe_carrier": 2}
                if settings.keyframes != "off" else {}), **extra}
 
 
