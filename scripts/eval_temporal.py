@@ -28,7 +28,8 @@ ground truth. Figures:
 
 The 0-window run is the reference; every other window is compared with it.
 ``--keyframe-windows W...`` adds runs with ``--keyframes auto`` after window W
-(issue 15), named ``wWk`` in the figures.
+(issue 15), named ``wWk`` in the figures; ``--context-windows W...`` the same with
+``--scene-context steady`` as well, named ``wWks``.
 """
 from __future__ import annotations
 
@@ -214,6 +215,8 @@ def main() -> None:
     ap.add_argument("--windows", type=int, nargs="+", default=[0, DEFAULT_WINDOW])
     ap.add_argument("--keyframe-windows", type=int, nargs="*", default=[],
                     help="also run --keyframes auto after each of these windows")
+    ap.add_argument("--context-windows", type=int, nargs="*", default=[],
+                    help="runs with keyframes and --scene-context steady after these windows (named wWks)")
     ap.add_argument("--keyframe-every", type=int, default=0)
     ap.add_argument("--cut-threshold", type=float, default=0.5)
     ap.add_argument("--max-frames", type=int, default=96, help="trim longer clips (evaluation time)")
@@ -223,8 +226,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     windows = sorted(set([0] + a.windows))
-    # (name, window, keyframes): the per-frame run first, the reference of every other
-    configs = [(f"w{w}", w, "off") for w in windows] + [(f"w{w}k", w, "auto") for w in a.keyframe_windows]
+    # (name, window, keyframes, scene context): the per-frame run first, the reference of every other
+    configs = ([(f"w{w}", w, "off", "off") for w in windows] + [(f"w{w}k", w, "auto", "off") for w in a.keyframe_windows]
+               + [(f"w{w}ks", w, "auto", "steady") for w in a.context_windows])
     a.work.mkdir(parents=True, exist_ok=True)
     pipeline.Smoother = TimedSmoother  # colorize_video builds its smoother from this name
     report: dict = {"clips": {}}
@@ -247,12 +251,12 @@ def main() -> None:
         row = {"frames": len(gt), "true_cuts": true_cuts, "pairs": npairs, "we_gt": we_gt / max(npairs, 1),
                "we_ab_gt": we_gt_ab / max(npairs, 1)}
         runs: dict[str, list[np.ndarray]] = {}
-        for name, w, kf in configs:
+        for name, w, kf, ctx in configs:
             out = a.work / f"{clip.stem}_{name}.mp4"
             TimedSmoother.seconds, TimedSmoother.found_cuts, TimedSmoother.scores = 0.0, [], []
             res = colorize_video(src, out, Settings(weights=a.weights, device="cpu", temporal_window=w,
                                                     cut_threshold=a.cut_threshold, keyframes=kf,
-                                                    keyframe_every=a.keyframe_every),
+                                                    keyframe_every=a.keyframe_every, scene_context=ctx),
                                  encode=LOSSLESS, overwrite=True, progress=False, log=lambda s: None)
             frames = decode(out)
             runs[name] = frames
@@ -288,7 +292,7 @@ def main() -> None:
     def pooled(key: str, w: str | None = None) -> float:  # mean over all frame pairs of all clips
         return sum((r[w] if w is not None else r)[key] * r["pairs"] for r in rows) / pairs
 
-    for w, _, _ in configs[1:]:
+    for w, *_ in configs[1:]:
         post = [r[w]["postcut_ab"] for r in rows if "postcut_ab" in r[w]]
         summary[w] = {
             "warp_error": pooled("we", w), "warp_error_w0": pooled("we", "w0"), "warp_error_gt": pooled("we_gt"),

@@ -83,8 +83,8 @@ def flickering(monkeypatch: pytest.MonkeyPatch, one_model: None) -> None:
     frame (seeded by the frame index, so every run sees the same) so that carrying shows."""
     real = stream._predict_batch
 
-    def noisy(engine, batch, guides, yuv=None):  # noqa: ANN001, ANN202
-        items = real(engine, batch, guides, yuv)
+    def noisy(engine, batch, guides, yuv=None, context=None):  # noqa: ANN001, ANN202
+        items = real(engine, batch, guides, yuv, context)
         for it in items:
             g = torch.Generator().manual_seed(it.index)
             it.ab = it.ab + 12.0 * torch.randn(it.ab.shape, generator=g)

@@ -15,7 +15,7 @@ import click
 
 from .errors import VidcolorError, on_stop_signal, quiet_unraisable, reset_interrupted
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE, DEFAULT_RENDER,
-                       DEFAULT_KEYFRAMES, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
+                       DEFAULT_KEYFRAMES, DEFAULT_SCENE_CONTEXT, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
 
 
 def common(f):  # noqa: ANN001, ANN201
@@ -39,6 +39,10 @@ def common(f):  # noqa: ANN001, ANN201
         click.option("--keyframe-every", type=click.IntRange(0, 100_000), default=0, show_default=True,
                      help="With --keyframes auto: also a new keyframe every N frames (0 = only where the "
                           "carried colour is no longer trusted)."),
+        click.option("--scene-context", type=click.Choice(["off", "steady"]), default=DEFAULT_SCENE_CONTEXT,
+                     show_default=True,
+                     help="steady: average the network's sense of the scene over the last second of the shot "
+                          "(less slow colour drift); off: decide it frame by frame."),
         click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0), default=DEFAULT_CUT_THRESHOLD, show_default=True,
                      help="Scene-cut sensitivity: lower finds more cuts."),
         click.option("--reference", "references", multiple=True, metavar="FRAME_INDEX=IMAGE",
@@ -64,7 +68,7 @@ def _settings(kw: dict) -> "Settings":  # noqa: F821
                     guided_temperature=DEFAULT_GUIDED_TEMPERATURE / kw["saturation"], temporal_window=kw["temporal_window"],
                     cut_threshold=kw["cut_threshold"], references=tuple(kw["references"]),
                     hints=str(kw["hints"]) if kw["hints"] else None, keyframes=kw["keyframes"],
-                    keyframe_every=kw["keyframe_every"])
+                    keyframe_every=kw["keyframe_every"], scene_context=kw["scene_context"])
 
 
 @contextlib.contextmanager

@@ -15,3 +15,5 @@ DEFAULT_CUT_THRESHOLD = 0.5
 # fresh it lowered the ab warp error of window 3 on every clip (pooled 0.45x -> 0.40x of per-frame
 # output on the dev clips) and kept PSNR within 0.1 dB of per-frame output (README).
 DEFAULT_KEYFRAMES = "auto"
+# The global branch's scene vector steadied over the last second of a shot (vidcolor.context).
+DEFAULT_SCENE_CONTEXT = "off"

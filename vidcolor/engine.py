@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_l
+from .context import SceneContext
 from .data import make_input
 from .defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from .errors import VidcolorError
@@ -114,9 +116,11 @@ class Engine:
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
-                hint_mask: torch.Tensor | None = None, yuv: YuvSpec | None = None) -> Prediction:
+                hint_mask: torch.Tensor | None = None, yuv: YuvSpec | None = None,
+                context: SceneContext | None = None, indices: Sequence[int] | None = None) -> Prediction:
         """Predict ab for same-sized frames (RGB, or Y planes with ``yuv``: see :meth:`full_l`).
-        Hints, if given, are at render size."""
+        Hints, if given, are at render size. With ``context`` the frames are ``indices`` of one
+        stream, and the global branch's vector is filtered over them (:mod:`vidcolor.context`)."""
         L_full = self.full_l(frames, yuv)
         L = self._render(L_full)
         h, w = L.shape[-2:]
@@ -125,8 +129,14 @@ class Engine:
         x = make_input(L, hint_ab, hint_mask)
         if not self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        bound = None
+        if context is not None:
+            hinted = [False] * len(frames) if hint_mask is None else (hint_mask.flatten(1).amax(dim=1) > 0).tolist()
+            bound = context.bind(list(indices), tuple(L.shape[-2:]), hinted)
+        with self._autocast(), self.model.scene_context(bound):
             out = self.model(x)
+        if bound is not None:
+            bound.commit()
         ab = self.model.decode_ab(out, self.readout_temperature(hint_mask))
         ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         return Prediction(L=L, ab=ab.float().contiguous(), L_full=L_full)
@@ -214,11 +224,13 @@ class OomGuard:
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray], hint_ab: torch.Tensor | None = None,
-                hint_mask: torch.Tensor | None = None, yuv: YuvSpec | None = None) -> Prediction:
-        """:meth:`Engine.predict`, in smaller batches if need be."""
+                hint_mask: torch.Tensor | None = None, yuv: YuvSpec | None = None,
+                context: SceneContext | None = None, indices: Sequence[int] | None = None) -> Prediction:
+        """:meth:`Engine.predict`, in smaller batches if need be (the scene context is committed
+        only for the parts that succeed, so a retried part sees the same history)."""
         parts = self._chunks(len(frames), lambda i, j: self.engine.predict(
             frames[i:j], None if hint_ab is None else hint_ab[i:j], None if hint_mask is None else hint_mask[i:j],
-            yuv))
+            yuv, context, None if indices is None else indices[i:j]))
         if len(parts) == 1:
             return parts[0]
         return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]),

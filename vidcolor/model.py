@@ -15,7 +15,8 @@ checkpoint so that ``build_model(config)`` rebuilds it without other input.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -53,12 +54,18 @@ class GlobalFusion(nn.Module):
 
     def __init__(self, c: int):
         super().__init__()
+        # Set for the duration of a video batch (Colorizer.scene_context): filters the pooled features
+        # over neighbouring frames so that a shot's context stays steady (vidcolor.context).
+        self.g_filter: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.down = nn.Sequential(cbr(c, c, stride=2), cbr(c, c, stride=2))
         self.mlp = nn.Sequential(nn.Linear(c, c), nn.ReLU(inplace=True), nn.Linear(c, c), nn.ReLU(inplace=True))
         self.fuse = cbr(2 * c, c, k=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.mlp(self.down(x).mean(dim=(2, 3)))
+        pooled = self.down(x).mean(dim=(2, 3))
+        if self.g_filter is not None:
+            pooled = self.g_filter(pooled)
+        g = self.mlp(pooled)
         return self.fuse(torch.cat([x, g[:, :, None, None].expand_as(x)], dim=1))
 
 
@@ -253,6 +260,19 @@ class Colorizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    @contextlib.contextmanager
+    def scene_context(self, g_filter: Callable[[torch.Tensor], torch.Tensor] | None) -> Iterator[bool]:
+        """Within the block, the global branch's pooled features (N, C) go through ``g_filter``
+        (:class:`vidcolor.context.SceneContext`); yields False for a network without that branch."""
+        mods = [m for m in self.net.modules() if isinstance(m, GlobalFusion)]
+        for m in mods:
+            m.g_filter = g_filter
+        try:
+            yield bool(mods)
+        finally:
+            for m in mods:
+                m.g_filter = None
 
     def decode_ab(self, out: torch.Tensor, temperature: float | torch.Tensor = 0.38) -> torch.Tensor:
         """Network output -> ab in Lab units, shape (N, 2, h, w).

@@ -27,15 +27,17 @@ from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_form
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted
 from .guide import build_keyframes, guide_spec, plan_guides
+from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, Carrier
 from .job import FOLDER_MANIFEST, ChunkJob, Job, VideoJob, file_identity, folder_identity
 from .prefetch import Prefetcher
-from .stream import _carrier, _warm, segment_length, stream_colour
+from .stream import _carrier, _context, _warm, segment_length, stream_colour
 from .temporal import Smoother
 from .weights import default_weights_path, load_model, sha256_file
 
 from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_SEGMENT,  # noqa: F401
-                       DEFAULT_GUIDED_TEMPERATURE, DEFAULT_KEYFRAMES, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
+                       DEFAULT_GUIDED_TEMPERATURE, DEFAULT_KEYFRAMES, DEFAULT_SCENE_CONTEXT, DEFAULT_TEMPERATURE,
+                       DEFAULT_WINDOW)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Settings:
     hints: str | None = None  # JSON file of {frame, x, y, rgb} colour pins
     keyframes: str = DEFAULT_KEYFRAMES  # "auto": carry each shot's keyframe colour with flow (vidcolor.keyframes)
     keyframe_every: int = 0  # with keyframes "auto": also a keyframe every N frames (0: only as trust needs)
+    scene_context: str = DEFAULT_SCENE_CONTEXT  # "steady": filter the global scene vector over frames
 
     def validate(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1 or self.batch_size > 1024:
@@ -67,6 +70,9 @@ class Settings:
             raise VidcolorError(f"--temporal-window must be from 0 to 64, got {self.temporal_window}")
         if self.keyframes not in KEYFRAME_MODES:
             raise VidcolorError(f"--keyframes must be one of {', '.join(KEYFRAME_MODES)}, got {self.keyframes!r}")
+        if self.scene_context not in CONTEXT_MODES:
+            raise VidcolorError(f"--scene-context must be one of {', '.join(CONTEXT_MODES)}, "
+                                f"got {self.scene_context!r}")
         if not isinstance(self.keyframe_every, int) or self.keyframe_every < 0:
             raise VidcolorError(f"--keyframe-every must be a whole number >= 0, got {self.keyframe_every!r}")
 
@@ -110,7 +116,8 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
             # resume under it, which would mix the two rules in one film
             **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every,
                 "keyframe_carrier": 2}
-               if settings.keyframes != "off" else {}), **extra}
+               if settings.keyframes != "off" else {}),
+            **({"scene_context": settings.scene_context} if settings.scene_context != "off" else {}), **extra}
 
 
 def _plan(settings: Settings, engine: Engine, size: Callable[[int], tuple[int, int]], n_frames: int | None,
@@ -265,7 +272,8 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
                      yuv: yuvmod.YuvSpec | None = None, stop: int | None = None,
                      carrier: Carrier | None = None) -> None:
     """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given)."""
-    warm = _warm(start, smoother, carrier, settings.batch_size)
+    context = _context(settings)
+    warm = _warm(start, smoother, carrier, settings.batch_size, context)
     if job.state.get("oom_batch_limit"):
         # an earlier run ran out of memory and split its batches; split them the same way here so
         # the resumed frames are computed exactly as that run would have gone on computing them
@@ -292,7 +300,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     last = start - 1
     try:
         for item, picture in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv,
-                                           carrier, defer=True):
+                                           carrier, defer=True, context=context):
             if stop is not None and item.index >= stop:
                 break
             k = item.index // seg_len
@@ -371,7 +379,8 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
                    lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)), [f.name for f in files])
     # a folder has no segments; keyframes are forced every DEFAULT_SEGMENT frames, where a resume re-predicts from
     carrier = _carrier(settings, segment_length(DEFAULT_SEGMENT, settings.batch_size), guides)
-    warm = _warm(start, smoother, carrier, settings.batch_size)
+    context = _context(settings)
+    warm = _warm(start, smoother, carrier, settings.batch_size, context)
     alphas: dict[int, np.ndarray | None] = {}
 
     def read_all() -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -384,7 +393,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     bar = _progress(len(files), start, progress, src.name)
     try:
         for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides,
-                                       carrier=carrier):
+                                       carrier=carrier, context=context):
             frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
             job.state["frames_done"] = item.index + 1
             bar.update(1)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import yuv as yuvmod
+from .context import SceneContext
 from .engine import Engine, render_shape
 from .guide import blend, hints_for
 from .keyframes import Carrier
@@ -42,9 +43,18 @@ def _stages(smoother: Smoother, carrier: Carrier | None, item: Item | None) -> l
     return done + carrier.flush() if item is None else done
 
 
-def _warm(start: int, smoother: Smoother, carrier: Carrier | None, batch_size: int) -> int:
-    """First frame to predict when resuming at ``start``: what the smoother and the carrier each need."""
+def _context(settings: Settings) -> SceneContext | None:
+    """The scene-context filter for ``settings`` (:mod:`vidcolor.context`); None when off."""
+    return SceneContext() if settings.scene_context == "steady" else None
+
+
+def _warm(start: int, smoother: Smoother, carrier: Carrier | None, batch_size: int,
+          context: SceneContext | None = None) -> int:
+    """First frame to predict when resuming at ``start``: what the smoother and the carrier each need,
+    and before that the frames whose scene context those frames' predictions read."""
     first = start - smoother.warmup if carrier is None else min(start - smoother.warmup, carrier.warm_from(start))
+    if context is not None:
+        first -= context.history
     return _warm_start(start, start - first, batch_size)
 
 
@@ -52,6 +62,7 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
                   batch_size: int, start: int, guides: dict | None = None,
                   yuv: yuvmod.YuvSpec | None = None,
                   carrier: Carrier | None = None, defer: bool = False,
+                  context: SceneContext | None = None,
                   ) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes | Callable[[], Any]]]:
     """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
 
@@ -65,7 +76,9 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
     the smoother sees them, but not composed or yielded. ``guides`` maps frame
     indices to :class:`vidcolor.guide.FrameGuide` (reference colour carried
     through the shot): those frames get hint points and are blended towards it.
-    ``carrier`` (:mod:`vidcolor.keyframes`), if given, follows the smoother.
+    ``carrier`` (:mod:`vidcolor.keyframes`), if given, follows the smoother. ``context``
+    (:mod:`vidcolor.context`), if given, steadies the network's scene context across frames; it
+    holds the stream's state, so it must be new for each stream.
 
     Prediction runs in a thread of its own (with the caller's torch thread
     count), ahead of smoothing and composition here. The smoother's many small
@@ -81,11 +94,11 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
         batch: list[tuple[int, np.ndarray, Any]] = []
         for idx, img, payload in frames:
             if batch and (idx % batch_size == 0 or img.shape != batch[0][1].shape or img.dtype != batch[0][1].dtype):
-                yield from _predict_batch(engine, batch, guides, yuv)
+                yield from _predict_batch(engine, batch, guides, yuv, context)
                 batch = []
             batch.append((idx, img, payload))
         if batch:
-            yield from _predict_batch(engine, batch, guides, yuv)
+            yield from _predict_batch(engine, batch, guides, yuv, context)
 
     ahead = Prefetcher(predicted(), maxsize=2 * batch_size)
     compose = _deferred if defer else _compose
@@ -107,7 +120,7 @@ class Carried(NamedTuple):
 
 
 def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], guides: dict | None,
-                   yuv: yuvmod.YuvSpec | None = None) -> list[Item]:
+                   yuv: yuvmod.YuvSpec | None = None, context: SceneContext | None = None) -> list[Item]:
     """Predict one batch; guided frames get hint points and are blended toward their guide."""
     hint = mask = None
     guided = [guides.get(b[0]) for b in batch] if guides else []
@@ -116,7 +129,8 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         pairs = [hints_for(g, b[0], rs) if g is not None else (torch.zeros(2, *rs), torch.zeros(1, *rs))
                  for g, b in zip(guided, batch)]
         hint, mask = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    pred = engine.predict([b[1] for b in batch], hint, mask, yuv=yuv)
+    pred = engine.predict([b[1] for b in batch], hint, mask, yuv=yuv, context=context,
+                          indices=[b[0] for b in batch])
     items = []
     for i, (idx, img, payload) in enumerate(batch):
         ab = pred.ab[i]
