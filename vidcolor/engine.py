@@ -110,8 +110,7 @@ class Engine:
         """The automatic temperature, or per frame (N, 1, 1, 1) the guided one where a frame has hints."""
         if hint_mask is None:
             return self.temperature
-        hinted = hint_mask.flatten(1).amax(dim=1) > 0
-        t = torch.where(hinted, self.guided_temperature, self.temperature)
+        t = torch.where(_hinted(hint_mask), self.guided_temperature, self.temperature)
         return t.view(-1, 1, 1, 1)
 
     @torch.inference_mode()
@@ -131,9 +130,9 @@ class Engine:
             x = x.contiguous(memory_format=torch.channels_last)
         bound = None
         if context is not None:
-            hinted = [False] * len(frames) if hint_mask is None else (hint_mask.flatten(1).amax(dim=1) > 0).tolist()
+            hinted = [False] * len(frames) if hint_mask is None else _hinted(hint_mask).tolist()
             bound = context.bind(list(indices), tuple(L.shape[-2:]), hinted)
-        with self._autocast(), self.model.scene_context(bound):
+        with self._autocast(), (self.model.scene_context(bound) if bound is not None else contextlib.nullcontext()):
             out = self.model(x)
         if bound is not None:
             bound.commit()
@@ -173,6 +172,11 @@ class Engine:
         q = chroma(L.to(self.device), ab.to(self.device), yuv, shape).cpu().numpy()  # the one sync per batch
         q = q.astype(yuv.dtype)
         return [(x[0], x[1]) for x in q]
+
+
+def _hinted(hint_mask: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: which frames of a batch were given any hint."""
+    return hint_mask.flatten(1).amax(dim=1) > 0
 
 
 def is_out_of_memory(e: BaseException) -> bool:
