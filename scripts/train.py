@@ -52,13 +52,16 @@ def main() -> None:
     p.add_argument("--rebalance", type=float, default=None,
                    help="class-rebalancing lambda: 0 = full, 1 = none (default 0.5; on resume, changes the saved "
                         "value and recomputes the prior)")
+    p.add_argument("--film", type=float, default=None,
+                   help="share of images whose input gets film-like damage (default 0.5; a run saved "
+                        "before this option trained with 0; on resume, changes the saved value)")
     p.add_argument("--damp", type=parse_damp, default=None, metavar="SRC=X,...",
                    help="scale these sources' sampling shares (default lfw=0.5,clothing=0.5; "
                         "on resume, changes the saved value), e.g. lfw=0.2,clothing=0.25")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     # settings given on the command line; the rest keep TrainConfig's defaults (or, on resume, the saved values)
-    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp", "crop")
+    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp", "crop", "film")
                  if getattr(a, k) is not None}
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, lr=a.lr,
                       eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, **overrides)

@@ -111,3 +111,31 @@ def test_damp_changes_sampling_and_rejects_unknown_sources(tiny_photos, tmp_path
     bad.damp = {"lfww": 0.5}
     with pytest.raises(ValueError, match="lfww"):
         train(bad, steps=1, progress=False)
+
+
+def test_film_damage_changes_only_the_input_l():
+    """Film damage (vidcolor.film) touches the network's L alone: the truth, the crops and the hints
+    are those of the same batch drawn without it, and a share of 0 changes nothing."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
+    probs = np.full(3, 1 / 3)
+    lab0, x0 = D.make_batch(images, probs, 8, 32, np.random.default_rng(5), p_none=0.0)
+    lab1, x1 = D.make_batch(images, probs, 8, 32, np.random.default_rng(5), p_none=0.0, film=1.0)
+    assert torch.equal(lab0, lab1) and torch.equal(x0[:, 1:], x1[:, 1:])
+    assert (x0[:, 0] - x1[:, 0]).abs().flatten(1).amax(1).min() > 0.01  # every image was damaged
+    from vidcolor.color import normalize_l
+    assert torch.equal(x0[:, :1], normalize_l(lab0[:, :1]))
+
+
+def test_film_luminance_round_trip_and_range():
+    from vidcolor.film import degrade_l, l_to_y, y_to_l
+    from vidcolor.color import rgb_to_l
+
+    rgb = torch.rand(2, 3, 20, 20)
+    L = rgb_to_l(rgb)
+    assert torch.allclose(y_to_l(l_to_y(L)), L, atol=1e-3)
+    # Y of pure grey 0.5 in sRGB is 0.214; the film curve must be the colour module's
+    assert l_to_y(rgb_to_l(torch.full((1, 3, 1, 1), 0.5))).item() == pytest.approx(0.2140, abs=1e-3)
+    out = degrade_l(L * 0 + 100, np.random.default_rng(1), p=1.0)
+    assert out.min() >= 0 and out.max() <= 100
+    assert torch.equal(degrade_l(L, np.random.default_rng(1), p=0.0), L)

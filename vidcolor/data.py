@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import rgb_to_lab
+from .film import degrade_l
 
 DEV_MODULUS = 20  # 1 in 20 photos (5%) is held out for evaluation
 
@@ -130,10 +131,12 @@ def add_patches(ab: torch.Tensor, hint: torch.Tensor, mask: torch.Tensor, i: int
 
 def make_batch(images: list[np.ndarray], probs: np.ndarray, batch: int, size: int,
                rng: np.random.Generator, hints: bool = True,
-               p_none: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+               p_none: float = 0.5, film: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample a training batch: returns (Lab ground truth (N,3,S,S), network input (N,4,S,S)).
 
-    ``p_none`` is the share of images given no hints (see :func:`simulate_hints`).
+    ``p_none`` is the share of images given no hints (see :func:`simulate_hints`); ``film`` the
+    share whose input L gets film-like damage (:func:`vidcolor.film.degrade_l`; the truth keeps
+    the photo's L). With ``film`` 0 the batch is the one earlier versions drew for this ``rng``.
     """
     idx = rng.choice(len(images), size=batch, p=probs)
     rgb = torch.stack([random_crop(images[i], size, rng) for i in idx])
@@ -142,7 +145,10 @@ def make_batch(images: list[np.ndarray], probs: np.ndarray, batch: int, size: in
         hint, mask = simulate_hints(lab[:, 1:], rng, p_none=p_none)
     else:
         hint, mask = torch.zeros_like(lab[:, 1:]), torch.zeros_like(lab[:, :1])
-    return lab, make_input(lab[:, :1], hint, mask)
+    L = lab[:, :1]
+    if film > 0:  # drawn last, so the crops and hints are those of a run without it
+        L = degrade_l(L, np.random.default_rng(rng.integers(2 ** 63)), film)
+    return lab, make_input(L, hint, mask)
 
 
 def make_input(L: torch.Tensor, hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:

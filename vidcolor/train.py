@@ -53,6 +53,9 @@ class TrainConfig:
     # Extra scaling of chosen sources' sampling shares on top of sqrt-by-size (data.source_weights).
     # Faces and clothing are 68% of the photos; users' film is mostly scenes, foliage and sky.
     damp: dict[str, float] = field(default_factory=lambda: dict(D.DEFAULT_DAMP))
+    # Share of training images whose input L gets film-like damage (vignette, uneven exposure,
+    # tone, softness, grain: vidcolor.film). Users colour old film; the photos are clean.
+    film: float = 0.5
     seed: int = 1234
     eval_every: int = 1000
     ckpt_every_s: float = 300.0
@@ -117,16 +120,22 @@ def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: 
 
 @torch.no_grad()
 def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
-                hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+                hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                damage: np.random.Generator | None = None) -> torch.Tensor:
     """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper).
 
     Hints get the same treatment as a guided frame in the product: their correction is
     spread and hinted pixels take the hint's colour (:func:`vidcolor.guide.apply_guide`).
+    With ``damage`` the network sees L given film-like damage (:func:`vidcolor.film.degrade_l`)
+    and its colour is put on the clean L, so the result measures only how the damage
+    changes the colour chosen.
     """
     from .color import lab_to_rgb
+    from .film import degrade_l
 
     lab = rgb_to_lab(rgb)
-    x = D.make_input(lab[:, :1], hint_ab, mask)
+    L_in = lab[:, :1] if damage is None else degrade_l(lab[:, :1], damage, p=1.0)
+    x = D.make_input(L_in, hint_ab, mask)
     ab = model.decode_ab(model(x), temperature)
     ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
     if mask is not None:
@@ -189,6 +198,7 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     if state is not None:
         saved = state["train_config"]
         known = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
+        known.setdefault("film", 0.0)  # runs saved before film damage existed trained without it
         changed = {k: v for k, v in (overrides or {}).items() if known.get(k, getattr(TrainConfig, k, None)) != v}
         cfg = TrainConfig(**{**known, **changed, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads})
         print(f"resuming {ckpt_path} at step {state['step']}" + (f" with {changed}" if changed else ""))
@@ -243,7 +253,7 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
             break
         rng = np.random.default_rng([cfg.seed, step])  # per-step seed: resuming replays the same batches
         lab, x = D.make_batch(images, probs, cfg.batch, cfg.crop, rng, hints=cfg.hints,
-                              p_none=cfg.hint_p_none)
+                              p_none=cfg.hint_p_none, film=cfg.film)
         lr = get_lr(step, cfg)
         for g in optim.param_groups:
             g["lr"] = lr

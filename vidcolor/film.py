@@ -1,0 +1,84 @@
+"""Film-like damage to L: what an old print does to the grey picture the network sees.
+
+Old black-and-white film is not a clean photo turned grey. Its exposure falls off towards the
+corners (vignetting), varies across the frame and from frame to frame (uneven development,
+flicker), its tone curve is not the photo's, it is soft, and it is grainy. The training photos
+have none of that, and the network had learnt to read a darker top edge as sky and a dark
+corner as a sunset: on ``samples/sample.mp4`` (a grey clip given a vignette) a white wall came
+out orange with a blue top and a wooden floor red and blue (weights/README.md, Session 12).
+
+:func:`degrade_l` applies a random mix of these to the network's *input* only; the target
+colour is the photo's own, so the network learns colour that does not depend on them.
+Exposure changes are applied to luminance Y (multiplicative, as light is), the rest to L.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# L = 116 f(Y) - 16 with f the CIE cube root (linear below this Y): the same curve as color.py
+_EPS = 216 / 24389
+_KAPPA = 24389 / 27
+
+
+def l_to_y(L: torch.Tensor) -> torch.Tensor:
+    """CIE L* (0..100) to relative luminance Y (0..1)."""
+    f = (L + 16) / 116
+    return torch.where(L > _KAPPA * _EPS, f ** 3, L / _KAPPA)
+
+
+def y_to_l(Y: torch.Tensor) -> torch.Tensor:
+    """Relative luminance Y (0..1) to CIE L* (0..100)."""
+    Y = Y.clamp(0, 1)
+    return torch.where(Y > _EPS, 116 * Y.clamp_min(_EPS) ** (1 / 3) - 16, _KAPPA * Y)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a (1, 1, H, W) map, separable, reflect-padded."""
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=x.dtype) ** 2) / (2 * sigma * sigma))
+    k = k / k.sum()
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    return F.conv2d(x, k.view(1, 1, -1, 1))
+
+
+def exposure_map(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
+    """A (1, 1, h, w) multiplier of Y: vignette, a tilt across the frame and a global exposure."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    m = torch.full((h, w), float(rng.uniform(0.7, 1.3)))  # exposure / flicker
+    if rng.random() < 0.8:  # vignette, its centre off the crop's centre (a crop is part of a frame);
+        # up to the strength of samples/sample.mp4's, whose corners keep ~10% of their light
+        cy, cx = rng.uniform(-0.3, 0.3, 2)
+        r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / 2
+        m = m * (1 - rng.uniform(0.1, 0.9) * r2).clamp_min(0.05)
+    if rng.random() < 0.5:  # uneven density across the frame, in any direction
+        th = rng.uniform(0, 2 * math.pi)
+        m = m * (1 + rng.uniform(0.05, 0.3) * (math.cos(th) * xx + math.sin(th) * yy))
+    return m[None, None]
+
+
+def degrade_l(L: torch.Tensor, rng: np.random.Generator, p: float = 0.5) -> torch.Tensor:
+    """A copy of L (N, 1, H, W), 0..100, in which each image is given film-like damage with
+    probability ``p``: exposure (:func:`exposure_map`), a tone curve, softness and grain."""
+    out = L.clone()
+    n, _, h, w = L.shape
+    for i in range(n):
+        if rng.random() >= p:
+            continue
+        x = y_to_l(l_to_y(out[i:i + 1]) * exposure_map(h, w, rng))
+        if rng.random() < 0.5:  # tone: gamma and contrast about mid-grey
+            x = 100 * (x / 100).clamp(0, 1) ** math.exp(rng.uniform(-0.35, 0.35))
+            x = 50 + (x - 50) * rng.uniform(0.7, 1.15)
+        if rng.random() < 0.4:  # a soft print
+            x = _blur(x, float(rng.uniform(0.5, 1.5)))
+        if rng.random() < 0.6:  # grain: noise with a little spatial extent
+            g = torch.from_numpy(rng.standard_normal((1, 1, h, w)).astype(np.float32)).to(x)
+            if rng.random() < 0.5:
+                g = _blur(g, 0.7) * 2.0  # keep about the same strength after the blur
+            x = x + g * float(rng.uniform(0.5, 5.0))
+        out[i:i + 1] = x.clamp(0, 100)
+    return out
