@@ -72,10 +72,11 @@ def photo_at(path: Path, short_side: int) -> np.ndarray:
 
 
 def colour_photo(model, img: np.ndarray, temperature: float, hint: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None) -> np.ndarray:
-    """The model's colouring of uint8 RGB ``img`` from its own L, as uint8 RGB."""
+                 mask: torch.Tensor | None = None, damage: np.random.Generator | None = None) -> np.ndarray:
+    """The model's colouring of uint8 RGB ``img`` from its own L, as uint8 RGB (with ``damage``,
+    from that L given film-like damage: :func:`vidcolor.train.predict_rgb`)."""
     rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
-    out = predict_rgb(model, rgb, temperature, hint, mask)
+    out = predict_rgb(model, rgb, temperature, hint, mask, damage)
     return (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -157,7 +158,10 @@ def run(a: argparse.Namespace) -> dict:
             rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
             rng = np.random.default_rng([HINT_SEED, int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)])
             hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, rng)
-        ours = colour_photo(model, img, a.temperature, hint, mask)
+        damage = None
+        if a.film is not None:  # the same damage for a photo in every run with this seed
+            damage = np.random.default_rng([a.film, int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)])
+        ours = colour_photo(model, img, a.temperature, hint, mask, damage)
         m = image_metrics(ours, img)
         rows.append({"file": it.file, "source": it.source,
                      **{f"{who}_{k}": v for who, d in m.items() for k, v in d.items()}})
@@ -173,7 +177,8 @@ def run(a: argparse.Namespace) -> dict:
                 for who in ("pred", "grey")}
     report = {
         "weights": str(weights), "sha256": sha256_file(weights), "arch": model.config["arch"],
-        "step": state.get("step"), "temperature": a.temperature, "hints": a.hints, "short_side": a.short_side,
+        "step": state.get("step"), "temperature": a.temperature, "hints": a.hints, "film": a.film,
+        "short_side": a.short_side,
         "n": len(rows), "seconds": round(seconds, 1),
         "averaging": (f"per-image mean over {len(rows)} dev photos, each resized to short side {a.short_side} px; "
                       "colourfulness ratio = mean M(x) / mean M(truth); 'over sources' = unweighted mean of the "
@@ -198,7 +203,7 @@ def format_report(r: dict) -> str:
                 f"  {100 * p['false_colour']:>7.2f}")
 
     out = [f"dev eval: {r['weights']} (arch {r['arch']}, step {r['step']}), T={r['temperature']}, "
-           f"hints={r['hints']}, {r['seconds']} s",
+           f"hints={r['hints']}, film={r.get('film')}, {r['seconds']} s",
            f"averaging: {r['averaging']}", "", head, line("overall", r["n"], r["overall"]),
            line("over sources", len(r["per_source"]), r["over_sources"]), ""]
     out += [line(s, v["n"], v) for s, v in r["per_source"].items()]
@@ -217,6 +222,10 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dev photos (fixed order)")
     p.add_argument("--short-side", type=int, default=256)
     p.add_argument("--hints", type=int, default=0, help="K ground-truth colour points per photo (fixed seed)")
+    p.add_argument("--film", type=int, default=None, metavar="SEED",
+                   help="give each photo's L film-like damage (vignette, uneven exposure, tone, softness, "
+                        "grain: vidcolor.film) before the model sees it, drawn from SEED and the file name; "
+                        "the colour is judged on the clean L")
     p.add_argument("--json", default=None, help="write the full report (with per-photo values) here")
     p.add_argument("--sheet", default=None, help="write a contact sheet PNG (rows: grey | ours | truth)")
     p.add_argument("--sheet-count", type=int, default=12)
