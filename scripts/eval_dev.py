@@ -153,14 +153,12 @@ def run(a: argparse.Namespace) -> dict:
     t0 = time.time()
     for i, it in enumerate(tqdm(items, desc="dev", disable=a.quiet, leave=False)):
         img = photo_at(Path(a.data_dir) / "train" / it.file, a.short_side)
+        key = int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)  # a photo's own seed, run to run
         hint = mask = None
         if a.hints:
             rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
-            rng = np.random.default_rng([HINT_SEED, int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)])
-            hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, rng)
-        damage = None
-        if a.film is not None:  # the same damage for a photo in every run with this seed
-            damage = np.random.default_rng([a.film, int(hashlib.sha1(it.file.encode()).hexdigest()[:8], 16)])
+            hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, np.random.default_rng([HINT_SEED, key]))
+        damage = np.random.default_rng([a.film, key]) if a.film is not None else None
         ours = colour_photo(model, img, a.temperature, hint, mask, damage)
         m = image_metrics(ours, img)
         rows.append({"file": it.file, "source": it.source,
