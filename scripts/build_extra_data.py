@@ -59,7 +59,7 @@ import numpy as np
 from PIL import Image
 
 import dedup
-from build_test_split import FIELDS, chroma, download_deb, parser, prepare, save_photo
+from build_test_split import FIELDS, chroma, download_deb, parser, prepare, save_photo, write_csv
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "extra_data_manifest.csv"
@@ -215,14 +215,9 @@ def main() -> None:
             lic = licence.format(dep5_licence(deb, path)) if "{}" in licence else licence
             rows.append(save_photo(img, a.out / "train" / name, source=tag, package=spec, path=path,
                                    licence=lic))
-    with open(MANIFEST, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    with open(a.out / "train_manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["file", "source"])
-        w.writeheader()
-        w.writerows({"file": r["file"], "source": r["source"]} for r in shared_rows + rows)
+    write_csv(MANIFEST, FIELDS, rows)
+    write_csv(a.out / "train_manifest.csv", ["file", "source"],
+              ({"file": r["file"], "source": r["source"]} for r in shared_rows + rows))
     by_tag = {t: sum(r["source"] == t for r in rows) for t, *_ in SOURCES}
     print(f"kept {by_tag}; skipped {skipped}; wrote {a.out / 'train_manifest.csv'} and {MANIFEST}")
 

