@@ -128,8 +128,8 @@ def test_film_damage_changes_only_the_input_l():
 
 
 def test_film_luminance_round_trip_and_range():
-    from vidcolor.film import degrade_l, l_to_y, y_to_l
-    from vidcolor.color import rgb_to_l
+    from vidcolor.film import degrade_l
+    from vidcolor.color import l_to_y, rgb_to_l, y_to_l
 
     rgb = torch.rand(2, 3, 20, 20)
     L = rgb_to_l(rgb)

@@ -62,6 +62,19 @@ def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     return 116.0 * fy - 16.0
 
 
+def l_to_y(L: torch.Tensor) -> torch.Tensor:
+    """CIE L (0..100) to relative luminance Y (0..1): the inverse of :func:`rgb_to_l`'s curve."""
+    fy = (L + 16.0) / 116.0
+    return torch.where(fy > 0.2068966, fy ** 3, (fy - 16.0 / 116.0) / 7.787)
+
+
+def y_to_l(Y: torch.Tensor) -> torch.Tensor:
+    """Relative luminance Y (clipped to 0..1) to CIE L (0..100), the curve of :func:`rgb_to_l`."""
+    Y = Y.clamp(0.0, 1.0)
+    fy = torch.where(Y > 0.008856, Y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * Y + 16.0 / 116.0)
+    return 116.0 * fy - 16.0
+
+
 def normalize_l(L: torch.Tensor) -> torch.Tensor:
     return (L - L_CENTER) / L_SCALE
 

@@ -19,21 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# L = 116 f(Y) - 16 with f the CIE cube root (linear below this Y): the same curve as color.py
-_EPS = 216 / 24389
-_KAPPA = 24389 / 27
-
-
-def l_to_y(L: torch.Tensor) -> torch.Tensor:
-    """CIE L* (0..100) to relative luminance Y (0..1)."""
-    f = (L + 16) / 116
-    return torch.where(L > _KAPPA * _EPS, f ** 3, L / _KAPPA)
-
-
-def y_to_l(Y: torch.Tensor) -> torch.Tensor:
-    """Relative luminance Y (0..1) to CIE L* (0..100)."""
-    Y = Y.clamp(0, 1)
-    return torch.where(Y > _EPS, 116 * Y.clamp_min(_EPS) ** (1 / 3) - 16, _KAPPA * Y)
+from .color import l_to_y, y_to_l
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
