@@ -55,7 +55,7 @@ class Settings:
     references: tuple[str, ...] = ()  # "FRAME_INDEX=IMAGE" colour keyframes
     hints: str | None = None  # JSON file of {frame, x, y, rgb} colour pins
     keyframes: str = DEFAULT_KEYFRAMES  # "auto": carry each shot's keyframe colour with flow (vidcolor.keyframes)
-    keyframe_every: int = 0  # with keyframes "auto": also a keyframe every N frames (0: only as trust needs)
+    keyframe_every: int = 0  # with keyframes "auto": also a keyframe every N frames (0: at cuts and segment starts)
     scene_context: str = DEFAULT_SCENE_CONTEXT  # "steady": filter the global scene vector over frames
 
     def validate(self) -> None:
@@ -112,10 +112,10 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
                 "guided_temperature": settings.guided_temperature}
                if settings.references or settings.hints else {}),
             # only when on, so the manifests of jobs started without keyframes still match
-            # carrier 2: trust renewed without a jump (session 10); a job begun with carrier 1 does not
-            # resume under it, which would mix the two rules in one film
+            # carrier 3: a running mean of the shot's colour along the flow (session 13; carrier 2 renewed a
+            # decaying trust); a job begun under another rule does not resume, which would mix two in one film
             **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every,
-                "keyframe_carrier": 2}
+                "keyframe_carrier": 3}
                if settings.keyframes != "off" else {}),
             **({"scene_context": settings.scene_context} if settings.scene_context != "off" else {}), **extra}
 
