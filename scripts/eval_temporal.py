@@ -20,7 +20,8 @@ ground truth. Figures:
 - drift (issue 15): the colour's slow "breathing" across a shot. For frames 1 s and 4 s apart
   in one shot, the mean ab distance between the two outputs over the pixels that are static in
   the ground truth (L and ab each within 2 units over a 5x5 neighbourhood), minus the truth's own
-  distance there (compression noise). Needs clips longer than 4 s: raise --max-frames.
+  distance there (compression noise). Needs clips longer than 4 s: raise --max-frames; ``--no-warp``
+  then skips the warp error, whose TV-L1 flows take many minutes on a long clip.
 - cost: 1 - (window-0 time / window-w time), summed over clips: the end-to-end share that
   smoothing adds. (Time inside Smoother.push/flush is also kept, as ``smoother_busy_share``, but
   prediction runs in its own thread meanwhile, so that is not a share of end-to-end time.)
@@ -54,6 +55,7 @@ from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
 from vidcolor.encode import EncodeOptions, write_rgb_video  # noqa: E402
 
 EVAL_SHORT = 256
+nan = float("nan")
 LOSSLESS = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")
 
 
@@ -223,6 +225,7 @@ def main() -> None:
     ap.add_argument("--strips", type=Path, help="folder for frame-strip PNGs of the --strip-clips")
     ap.add_argument("--strip-clips", nargs="+", default=["object.mp4", "splice.mp4", "davis_dance-twirl.mp4"])
     ap.add_argument("--json", type=Path, help="write all figures here")
+    ap.add_argument("--no-warp", action="store_true", help="skip the warp error (and its slow TV-L1 flows)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     windows = sorted(set([0] + a.windows))
@@ -245,8 +248,13 @@ def main() -> None:
                 write_lossless(src, gt)
             gt = decode(src)
         gt_eval = to_eval(gt)
-        flows, masks = gt_flows(clip.stem, gt_eval, a.work)
-        we_gt, we_gt_ab, npairs = warp_error(gt_eval, flows, masks, true_cuts)
+        if a.no_warp:  # drift, PSNR and cost only: TV-L1 on a long clip takes many minutes
+            flows = masks = None
+            we_gt = we_gt_ab = float("nan")
+            npairs = len(gt) - 1 - sum(1 for c in true_cuts if 0 < c < len(gt))
+        else:
+            flows, masks = gt_flows(clip.stem, gt_eval, a.work)
+            we_gt, we_gt_ab, npairs = warp_error(gt_eval, flows, masks, true_cuts)
         fps, gt_lab = clip_fps(clip), rgb_to_lab(gt_eval)
         row = {"frames": len(gt), "true_cuts": true_cuts, "pairs": npairs, "we_gt": we_gt / max(npairs, 1),
                "we_ab_gt": we_gt_ab / max(npairs, 1)}
@@ -261,7 +269,7 @@ def main() -> None:
             frames = decode(out)
             runs[name] = frames
             out_eval = to_eval(frames)
-            we, we_ab, _ = warp_error(out_eval, flows, masks, true_cuts)
+            we, we_ab, _ = (nan, nan, 0) if a.no_warp else warp_error(out_eval, flows, masks, true_cuts)
             r = {"we": we / max(npairs, 1), "we_ab": we_ab / max(npairs, 1), **drift(out_eval, gt_lab, fps, true_cuts),
                  "psnr": float(np.mean([psnr(o, g) for o, g in zip(frames, gt)])),
                  "seconds": res.seconds, "fps": len(frames) / max(res.seconds, 1e-9),
