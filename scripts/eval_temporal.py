@@ -250,7 +250,7 @@ def main() -> None:
         gt_eval = to_eval(gt)
         if a.no_warp:  # drift, PSNR and cost only: TV-L1 on a long clip takes many minutes
             flows = masks = None
-            we_gt = we_gt_ab = float("nan")
+            we_gt = we_gt_ab = nan
             npairs = len(gt) - 1 - sum(1 for c in true_cuts if 0 < c < len(gt))
         else:
             flows, masks = gt_flows(clip.stem, gt_eval, a.work)

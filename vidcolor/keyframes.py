@@ -147,7 +147,7 @@ class Carrier:
         return item
 
     def _carry(self, t: int, own: torch.Tensor, pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Carried ab warped from frame t-1 onto t, blended with t's own ab by trust. ``pair`` is the
+        """Carried ab warped from frame t-1 onto t, blended with t's own ab, and the new evidence. ``pair`` is the
         smoother's flow between t-1 and t (:attr:`Item.prev_flow`): the same flow on the same L, so it
         is reused instead of computed twice; without a smoother (window 0) it is computed here."""
         a, b = self._feat[t - 1], self._feat[t]
