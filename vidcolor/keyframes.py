@@ -58,6 +58,9 @@ DECAY = 0.9        # evidence kept per frame carried: a memory of about 10 frame
 FB_KEEP = 0.6      # evidence kept where the flow fails its forward-backward check (LK fails often on film)
 KEY_WEIGHT = 1.0 / (1.0 - DECAY)  # a guided keyframe's colour counts as a full memory of frames
 MODES = ("off", "auto")
+# The carrying rule's version, kept in a job's manifest: 3 is the running mean (session 13), 2 the renewed
+# decaying trust. A job begun under another rule does not resume, which would mix two rules in one film.
+RULE = 3
 
 
 @dataclass

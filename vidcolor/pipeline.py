@@ -28,7 +28,7 @@ from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted
 from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
-from .keyframes import MODES as KEYFRAME_MODES, Carrier
+from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, Carrier
 from .job import FOLDER_MANIFEST, ChunkJob, Job, VideoJob, file_identity, folder_identity
 from .prefetch import Prefetcher
 from .stream import _carrier, _context, _warm, segment_length, stream_colour
@@ -112,10 +112,8 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
                 "guided_temperature": settings.guided_temperature}
                if settings.references or settings.hints else {}),
             # only when on, so the manifests of jobs started without keyframes still match
-            # carrier 3: a running mean of the shot's colour along the flow (session 13; carrier 2 renewed a
-            # decaying trust); a job begun under another rule does not resume, which would mix two in one film
             **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every,
-                "keyframe_carrier": 3}
+                "keyframe_carrier": CARRIER_RULE}
                if settings.keyframes != "off" else {}),
             **({"scene_context": settings.scene_context} if settings.scene_context != "off" else {}), **extra}
 
