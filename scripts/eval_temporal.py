@@ -281,8 +281,9 @@ def main() -> None:
                 d = (ab_of([frames[i] for i in after]) - ab_of([runs["w0"][i] for i in after])).norm(dim=1)
                 r["postcut_ab"] = float(d.mean())
             row[name] = r  # before the print, which compares with row["w0"]
-            print(f"{clip.name} {name}: we {r['we']:.5f} (gt {row['we_gt']:.5f}) ab {r['we_ab']:.3f} "
-                  f"(gt {row['we_ab_gt']:.3f}) x{r['we_ab'] / row['w0']['we_ab']:.2f} of w0 psnr {r['psnr']:.3f} "
+            warp = "" if a.no_warp else (f"we {r['we']:.5f} (gt {row['we_gt']:.5f}) ab {r['we_ab']:.3f} "
+                                         f"(gt {row['we_ab_gt']:.3f}) x{r['we_ab'] / row['w0']['we_ab']:.2f} of w0 ")
+            print(f"{clip.name} {name}: {warp}psnr {r['psnr']:.3f} "
                   f"fps {r['fps']:.1f} "
                   f"time {res.seconds:.1f}s smoother {TimedSmoother.seconds:.1f}s cuts {r['found_cuts']} "
                   f"post-cut {r.get('postcut_ab', float('nan')):.2f} "
