@@ -321,7 +321,9 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             writer = None
         if at_end:  # only a run that read to the end has the whole decode report and the total
             job.state["decode_report"] = report.as_dict()  # a resume with nothing left to decode still reports it
-        job.mark_complete(last + 1 if at_end else None)
+        # a chunk whose look-ahead read to the end of the input but stopped writing at ``stop`` does not
+        # know the total from the frames it wrote
+        job.mark_complete(last + 1 if at_end and (stop is None or last + 1 < stop) else None)
     except KeyboardInterrupt:
         if writer is not None:
             writer.abort()  # left as a .tmp file, which a resume deletes
