@@ -255,3 +255,42 @@ def test_a_dropped_stop_signal_prints_no_traceback(monkeypatch):
     finally:
         errors.reset_interrupted()
     assert reported == [KeyboardInterrupt, ValueError]
+
+
+def test_kill_after_the_final_rename_is_recognised_as_finished(tmp_path, monkeypatch, random_weights):
+    """A kill between renaming OUTPUT into place and removing the job folder: the same command then
+    reports the output finished and removes the leftover folder, instead of refusing to overwrite
+    its own product and leaving a hidden copy of every segment on disk."""
+    from vidcolor import Settings, VidcolorError, colorize_video
+    from vidcolor.job import VideoJob, job_dir
+
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=12, w=96, h=64)
+    settings = Settings(weights=str(random_weights), batch_size=4, render_size=64)
+    logs: list[str] = []
+
+    def run(s: Settings = settings):
+        return colorize_video(src, out, s, segment_frames=8, progress=False, log=logs.append)
+    with monkeypatch.context() as m:
+        m.setattr(VideoJob, "remove", lambda self: None)  # the kill: the folder is never removed
+        run()
+    assert job_dir(out).is_dir()
+    done = out.read_bytes()
+    res = run()
+    assert res.frames == 12 and "already finished" in logs[-1]
+    assert not job_dir(out).exists() and out.read_bytes() == done
+
+    with monkeypatch.context() as m:  # the same leftover, but the command has changed: a plain refusal
+        m.setattr(VideoJob, "remove", lambda self: None)
+        colorize_video(src, out, settings, segment_frames=8, progress=False, log=logs.append, overwrite=True)
+    assert job_dir(out).is_dir()
+    with pytest.raises(VidcolorError, match="output exists"):
+        run(Settings(weights=str(random_weights), batch_size=4, render_size=80))
+    assert not job_dir(out).exists()
+
+    out.write_bytes(b"a file the user put there")  # a folder whose record does not match is not this case
+    job_dir(out).mkdir()
+    (job_dir(out) / "manifest.json").write_text('{"written": {"size": 1, "mtime_ns": 1, "inode": 1}}')
+    with pytest.raises(VidcolorError, match="output exists"):
+        run()
+    assert out.read_bytes() == b"a file the user put there"

@@ -157,10 +157,32 @@ class VideoJob(Job):
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def record_output(self, joined: Path) -> None:
+        """Record the joined file about to be renamed to OUTPUT. A kill after the rename and before
+        :meth:`remove` then leaves a job folder that :func:`finished_leftover` recognises as done."""
+        self.state["written"] = _stamp(joined)
+        self.save()
+
 
 def job_dir(output: Path) -> Path:
     """The hidden checkpoint folder of a video job for ``output``."""
     return output.parent / f".{output.name}.vidcolor-job"
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    # a rename in one folder keeps size, mtime and inode, and a later write or replacement changes them
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def finished_leftover(output: Path) -> dict[str, Any] | None:
+    """The manifest of the job folder beside ``output`` if that job finished (``output`` is the very
+    file it renamed into place) and only the folder's removal was cut short; else None."""
+    try:
+        state = json.loads((job_dir(output) / JOB_MANIFEST).read_text())
+        return state if isinstance(state, dict) and state.get("written") == _stamp(output) else None
+    except (OSError, ValueError):
+        return None
 
 
 class ChunkJob(VideoJob):

@@ -12,6 +12,7 @@ files, jobs, checkpoints and encoding around them.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -29,7 +30,8 @@ from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_
 from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, Carrier
-from .job import FOLDER_MANIFEST, ChunkJob, Job, VideoJob, file_identity, folder_identity
+from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, describe_difference, file_identity, finished_leftover,
+                  folder_identity, job_dir)
 from .prefetch import Prefetcher
 from .stream import _carrier, _context, _warm, segment_length, stream_colour
 from .temporal import Smoother
@@ -197,7 +199,9 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     settings = settings or Settings()
     encode = encode or EncodeOptions()
     fmt = videoio.output_format(dest)
-    _check_output(src, dest, overwrite)
+    # a run killed after renaming its output into place but before removing its job folder
+    leftover = finished_leftover(dest) if chunk is None and not overwrite else None
+    _check_output(src, dest, overwrite or leftover is not None)
     info = videoio.probe(src)
     check_codec(encode)
     check_output_format(dest, fmt, info, encode)
@@ -207,6 +211,12 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     spec = _spec(settings, engine, wsha, input=file_identity(src), encode=encode.as_dict(), segment_frames=seg_len,
                  high_depth=info.bit_depth > 8, compose="yuv" if yuv else "rgb",
                  **({"deinterlace": True} if deinterlace else {}))
+    if leftover is not None:
+        shutil.rmtree(job_dir(dest), ignore_errors=True)  # its output is finished: the folder is only waste
+        if restart or describe_difference(leftover.get("spec", {}), spec):
+            raise VidcolorError(f"output exists: {dest}; use --overwrite to replace it")
+        log(f"{dest} was already finished by an earlier run of this command (stopped while tidying up)")
+        return Result(frames=int(leftover.get("total_frames") or 0))
     job = VideoJob(dest, spec, restart=restart) if chunk is None else ChunkJob(dest, spec, *chunk)
     start = max(job.frames_done, chunk[0] * seg_len if chunk else 0)
     res = Result(resumed_at=job.frames_done)  # a chunk that starts later is not a resume
@@ -246,6 +256,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
         if problem:
             raise DamagedInput(f"the timestamps of {src} are too damaged to keep: {problem}; no output written")
         res.warnings += joined.warnings()
+        job.record_output(partial)
         os.replace(partial, dest)
     except DamagedInput:
         partial.unlink(missing_ok=True)
