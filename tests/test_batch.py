@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from vidcolor.batch import Item, Row, exit_code, find_items, summary
+from vidcolor.keyframes import AHEAD
 from vidcolor.workers import Machine, plan_workers
 
 from .conftest import cli, env, frame_pattern, make_clip, read_video
@@ -120,7 +121,8 @@ def test_batch_colours_skips_and_reports(archive, random_weights, tmp_path):
 def test_batch_resumes_an_unfinished_job_with_identical_frames(random_weights, tmp_path):
     src = tmp_path / "in" / "reel.mp4"
     src.parent.mkdir()
-    make_clip(src, n=64, w=96, h=64)
+    n = 4 * AHEAD  # long enough that the keyframe carrier's look-ahead leaves a kill point mid-run
+    make_clip(src, n=n, w=96, h=64)
     ref = tmp_path / "ref.mp4"
     r = subprocess.run(cli("video", str(src), str(ref), "--weights", str(random_weights), "-q", *OPTS), env=env(),
                        capture_output=True, text=True)
@@ -135,7 +137,7 @@ def test_batch_resumes_an_unfinished_job_with_identical_frames(random_weights, t
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resumed" in r.stdout
     a, b = read_video(ref), read_video(out / "reel.mp4")
-    assert len(a["frames"]) == len(b["frames"]) == 64
+    assert len(a["frames"]) == len(b["frames"]) == n
     assert all(np.array_equal(x, y) for x, y in zip(a["frames"], b["frames"]))
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vidcolor.keyframes import AHEAD
+
 from .conftest import cli, env, frame_pattern, make_clip, read_video
 
 OPTS = ["--batch-size", "4", "--render-size", "64", "-q"]
@@ -47,8 +49,16 @@ def video_progress(out: Path):
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("clip") / "in.mp4"
-    make_clip(p, n=72, w=96, h=64)
+    make_clip(p, n=N_LONG, w=96, h=64)
     return p
+
+
+# The keyframe carrier emits frames in blocks of AHEAD once 2 * AHEAD frames stand behind them, so
+# progress moves in steps of AHEAD and the last 2 * AHEAD frames come out at the very end: a kill
+# aimed there would land on a finished run. Kill points stay below that, so each lands mid-run.
+N_LONG = 4 * AHEAD
+N_FRAMES = 3 * AHEAD + 32
+KILL_TARGETS = range(8, N_LONG - 2 * AHEAD, 8)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +76,7 @@ def test_kill9_resume_is_identical(tmp_path, long_clip, random_weights, referenc
     cmd = cli("video", str(long_clip), str(out), "--weights", str(random_weights), "--segment-frames", "8", *OPTS)
     prog = video_progress(out)
     seen = []
-    for target in sorted(random.sample(range(8, 64, 8), 3)):
+    for target in sorted(random.sample(KILL_TARGETS, 3)):
         code = run_and_kill(cmd, prog, target)
         seen.append((target, code, prog()))
         assert not out.exists() or code == 0
@@ -77,7 +87,7 @@ def test_kill9_resume_is_identical(tmp_path, long_clip, random_weights, referenc
         r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     got = read_video(out)
-    assert len(got["frames"]) == len(reference["frames"]) == 72
+    assert len(got["frames"]) == len(reference["frames"]) == N_LONG
     assert all(np.array_equal(a, b) for a, b in zip(got["frames"], reference["frames"]))
     assert got["audio"] == reference["audio"]
     assert got["times"] == reference["times"]
@@ -99,7 +109,7 @@ def test_resume_message_and_torn_segment(tmp_path, long_clip, random_weights, re
     assert "resuming at frame" in r.stderr
     got = read_video(out)
     assert all(np.array_equal(a, b) for a, b in zip(got["frames"], reference["frames"]))
-    assert len(got["frames"]) == 72
+    assert len(got["frames"]) == N_LONG
 
 
 def test_changed_input_is_refused_then_restart(tmp_path, random_weights):
@@ -158,7 +168,7 @@ def make_frames(folder: Path, n: int) -> None:
 
 def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
     src = tmp_path / "in"
-    make_frames(src, 80)
+    make_frames(src, N_FRAMES)
     ref = tmp_path / "ref"
     r = subprocess.run(cli("frames", str(src), str(ref), "--weights", str(random_weights), *OPTS), env=env(),
                        capture_output=True, text=True)
@@ -171,7 +181,7 @@ def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
 
     random.seed(3)
     codes = []
-    for target in sorted(random.sample(range(2, 70), 3)):
+    for target in sorted(random.sample(range(2, N_FRAMES - 2 * AHEAD), 3)):
         codes.append(run_and_kill(cmd, prog, target))
         if codes[-1] == 0:  # on a fast machine a run can finish before its kill point
             break

@@ -19,30 +19,39 @@ how many frames' worth of evidence stands behind it:
   The carried colour applies with probability ``p``: lower where the flow
   fails its forward-backward check, where the warped L disagrees with the
   frame's own L (new content, occlusions), and 0 for content that enters
-  from outside the frame. The output is ``w * carried + (1 - w) * own`` with
-  ``w = p * n / (n + 1)``, and its evidence becomes ``p * n + 1``.
+  from outside the frame. The forward state is ``w * carried + (1 - w) * own``
+  with ``w = p * n / (n + 1)``, and its evidence becomes ``p * n + 1``.
+- The same recursion runs backward, from the frames after t down to t, so
+  each frame also gets the colour of the frames that follow it in its shot
+  (``cb`` with evidence ``p_b * n_b``). The output weighs the three by their
+  evidence, as one running mean over both sides would:
+  ``own + wf * (cf - own) + wb * (cb - own)``, ``wf = p_f n_f / (n_f + n_b + 1)``,
+  ``wb = p_b n_b / (n_f + n_b + 1)``. A shot's first frames, which a forward
+  carry gives only their own colour, so get the colour the shot settles on.
+  The backward pass restarts only at cuts and guided frames, so it also
+  bridges the forward side's forced keyframes (below).
 
-So on content the flow follows, the output is a running mean of the
-network's colour over the shot so far (up to about ``1 / (1 - DECAY)``
-frames): the colour settles in the first frames of a shot and then holds,
-instead of following the network's slow drift. Until session 13 the blend
-weight was a trust that fell by 0.985 per frame and was renewed when low, so
-the network's own colour came back in a little more every frame. On the 6 dev
-clips the running mean takes the ab warp error against per-frame output from
-0.365x to 0.314x (pooled), the colour change between frames 4 s apart on
-still content from 5.31 to 4.48 ab units, and the PSNR against per-frame from
-+0.085 to +0.137 dB. A longer memory (0.95, 0.985) holds colour longer but
-lags where the network's colour gets better during a shot (README, Session 13).
+So on content the flow follows, the output is a mean of the network's colour
+over up to about ``1 / (1 - DECAY)`` frames either side in the shot, instead
+of following the network's slow drift. Sessions 13-14 carried forward only
+(README, Session 13); session 15 added the backward side and, with both
+sides, a longer memory won on the dev clips (README, Session 15).
 
-Resume trade-off: a keyframe is forced at every multiple of ``period`` (the
-segment length), so the state at a segment start does not depend on anything
-before it and a resumed run reproduces the uninterrupted one bit for bit
-after re-reading one frame (for the cut cue). The cost is a possible colour
-step at each segment boundary inside a shot (every 240 frames by default).
-A frame folder resumes at any frame, so it re-predicts back to the last
-multiple of ``period`` (:meth:`Carrier.warm_from`).
+Look-ahead and memory: frames are emitted in blocks of ``AHEAD`` frames that
+sit on multiples of ``AHEAD`` counted from frame 0; a block goes out when
+the frames ``AHEAD`` past its end have arrived, so each frame sees between
+``AHEAD`` and ``2 * AHEAD`` frames ahead, and up to ``2 * AHEAD`` frames
+(with their full-resolution L) are held: memory is flat with length and
+grows with frame size (README gives peak RSS at 1080p).
 
-Look-ahead: one frame (the cut between t-1 and t is decided with frame t+1).
+Resume: a keyframe is forced at every multiple of ``period`` (the segment
+length), so the forward state at a segment start does not depend on
+anything before it; the backward side only reads frames after the one it
+colours, and block edges do not move with where a run starts, so a resumed
+run reproduces the uninterrupted one bit for bit after re-reading one frame
+before the segment (for the cut cue). A frame folder resumes at any frame,
+so it re-predicts back to the last multiple of ``period``
+(:meth:`Carrier.warm_from`).
 """
 from __future__ import annotations
 
@@ -54,13 +63,17 @@ import torch.nn.functional as F
 from . import flow as fl
 from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 
-DECAY = 0.9        # evidence kept per frame carried: a memory of about 10 frames, so colour still follows a long shot
+DECAY = 0.985      # evidence kept per frame carried: a memory of about 67 frames (2.7 s at 25 fps) each side
 FB_KEEP = 0.6      # evidence kept where the flow fails its forward-backward check (LK fails often on film)
 KEY_WEIGHT = 1.0 / (1.0 - DECAY)  # a guided keyframe's colour counts as a full memory of frames
 MODES = ("off", "auto")
-# The carrying rule's version, kept in a job's manifest: 3 is the running mean (session 13), 2 the renewed
-# decaying trust. A job begun under another rule does not resume, which would mix two rules in one film.
-RULE = 3
+# The carrying rule's version, kept in a job's manifest: 4 is the two-sided running mean (session 15), 3 the
+# forward-only one (session 13), 2 the renewed decaying trust. A job begun under another rule does not
+# resume, which would mix two rules in one film.
+RULE = 4
+# Frames per emitted block; each frame sees AHEAD..2*AHEAD frames ahead. 48 beat 24 and 12 on the dev clips
+# (README, Session 15); 2*AHEAD held frames cost about 0.6 GB more than forward-only at 1080p.
+AHEAD = 48
 
 
 @dataclass
@@ -73,20 +86,23 @@ class _State:
 class Carrier:
     """Carry each shot's keyframe colour through the shot; see the module docstring."""
 
-    lookahead = 1
-
     def __init__(self, period: int, cut_threshold: float = 0.5, every: int = 0,
-                 guided: set[int] | frozenset[int] = frozenset()):
-        if period < 1 or every < 0:
-            raise ValueError(f"bad keyframe period {period} or --keyframe-every {every}")
+                 guided: set[int] | frozenset[int] = frozenset(), ahead: int | None = None):
+        ahead = AHEAD if ahead is None else ahead
+        if period < 1 or every < 0 or ahead < 0:
+            raise ValueError(f"bad keyframe period {period}, --keyframe-every {every} or look-ahead {ahead}")
         self.period, self.every, self.cut_threshold, self.guided = period, every, cut_threshold, guided
+        self.block = ahead  # frames emitted together; each sees block..2*block frames ahead (0: forward only)
+        # frames held past a frame before it is final: its block's backward span, plus one for the cut cue
+        self.lookahead = 2 * ahead if ahead else 1
         self.keys: list[int] = []  # the keyframes chosen (for reports and tests)
         self._reset()
 
     def _reset(self) -> None:
-        self._held: list[Item] = []                 # items waiting for their cut decision
+        self._held: list[Item] = []                 # items waiting for their cut decision / look-ahead
         self._feat: dict[int, _State] = {}
         self._dist: dict[int, torch.Tensor] = {}    # a -> distance(a, a+1)
+        self._pairs: dict[int, torch.Tensor] = {}   # t -> flow pair (t-1, t), Item.prev_flow's layout
         self._ab: torch.Tensor | None = None        # (1, 2, h, w) carried ab at render size
         self._weight: torch.Tensor | None = None    # (1, 1, h/2, w/2) frames' worth of evidence behind _ab
         self._key = -1                              # index of the current keyframe
@@ -99,17 +115,28 @@ class Carrier:
         """Add the next frame; return the frames whose ab is now final, in order."""
         with torch.inference_mode(), _one_cpu_thread(item.L):
             self._add(item)
-            out = []
-            while len(self._held) > self.lookahead:
-                out.append(self._emit(self._held.pop(0)))
-            return out
+            if not self.block:
+                out = []
+                while len(self._held) > self.lookahead:
+                    out.append(self._emit(self._held.pop(0), None))
+                return out
+            # blocks sit on multiples of ``block`` counted from frame 0, not from where feeding began,
+            # so a resumed run emits each frame with the same look-ahead as an uninterrupted one
+            first = self._held[0].index
+            end = (first // self.block + 1) * self.block
+            if self._held[-1].index < end + self.block:
+                return []
+            return self._emit_block(end, final=False)
 
     def flush(self) -> list[Item]:
         """End of the clip: return every frame still held, in order."""
         if not self._held:
             return []
         with torch.inference_mode(), _one_cpu_thread(self._held[0].L):
-            out = [self._emit(it) for it in self._held]
+            if self.block:
+                out = self._emit_block(self._held[-1].index + 1, final=True)
+            else:
+                out = [self._emit(it, None) for it in self._held]
         self._reset()
         return out
 
@@ -122,7 +149,19 @@ class Carrier:
         self._feat[j] = _State(Ls, std, fl.cut_features(Ls))
         if prev is not None and prev.Ls.shape == Ls.shape:
             self._dist[j - 1] = fl.frame_distance(prev.cues, self._feat[j].cues)
+            if item.prev_flow is not None and item.prev_flow.shape[-2:] == Ls.shape[-2:]:
+                self._pairs[j] = item.prev_flow  # the smoother's flow on the same L: reused, not computed twice
+        item.prev_flow = None  # taken; do not keep it alive downstream
         self._held.append(item)
+
+    def _pair(self, t: int) -> torch.Tensor:
+        """Flows (t-1 -> t, t -> t-1) at half render size with their forward-backward checks (cached)."""
+        p = self._pairs.get(t)
+        if p is None:
+            a, b = self._feat[t - 1].Ls, self._feat[t].Ls
+            f = fl.lk_flow(torch.cat([a, b]), torch.cat([b, a]), radius=FLOW_RADIUS)
+            p = self._pairs[t] = torch.cat([f, fl.fb_valid(f, f.flip(0))], dim=1)
+        return p
 
     def _is_cut(self, a: int) -> bool:
         """The smoother's rule for a cut between a and a+1, from frames a-1..a+2."""
@@ -130,49 +169,91 @@ class Carrier:
             return True  # no frame before, or a change of size: nothing to carry across
         return fl.is_cut(self._dist, a, self.cut_threshold)
 
-    def _emit(self, item: Item) -> Item:
+    def _emit_block(self, end: int, final: bool) -> list[Item]:
+        """Emit the held frames before index ``end``, each with the colour carried back from the frames
+        held after it (up to the last held, or the shot's end)."""
+        items = {it.index: it for it in self._held}
+        # mid-clip the last held frame only gives the cut cue for the pair before it (is_cut(a) reads
+        # frame a+2), so the backward pass starts one frame earlier; at the clip's end it starts at the end
+        last = self._held[-1].index - (0 if final else 1)
+        back: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        g_ab = g_n = None
+        for t in range(last, self._held[0].index - 1, -1):
+            own = items[t].ab.unsqueeze(0).float()
+            if g_ab is not None and not self._is_cut(t):
+                cb, pn, n = self._history(t, t + 1, g_ab, g_n)
+                if t < end:
+                    back[t] = (cb, pn, n)
+                g_ab, g_n = self._blend(own, cb, pn, n)
+            else:
+                g_ab = own
+                g_n = torch.full_like(self._feat[t].Ls, KEY_WEIGHT if t in self.guided else 1.0)
+            if t in self.guided:
+                g_ab, g_n = own, torch.full_like(self._feat[t].Ls, KEY_WEIGHT)
+        out = []
+        while self._held and self._held[0].index < end:
+            it = self._held.pop(0)
+            out.append(self._emit(it, back.get(it.index)))
+        return out
+
+    def _emit(self, item: Item, back: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> Item:
         t = item.index
         own = item.ab.unsqueeze(0).float()
         new_key = (t % self.period == 0 or t in self.guided or self._ab is None or self._is_cut(t - 1)
                    or (self.every and t - self._key >= self.every))
         if not new_key:
-            ab, weight = self._carry(t, own, item.prev_flow)
-            item.ab = ab.squeeze(0).to(item.ab.dtype)
-            self._ab, self._weight = ab, weight
+            cf, pn, n = self._history(t, t - 1, self._ab, self._weight)
+            self._ab, self._weight = self._blend(own, cf, pn, n)
+            if back is None:
+                out = self._ab
+            else:  # two-sided: the past's and the future's evidence share one running mean's weights
+                cb, pnb, nb = back
+                size = own.shape[-2:]
+                wf = F.interpolate(pn / (n + nb + 1.0), size=size, mode="bilinear", align_corners=False)
+                wb = F.interpolate(pnb / (n + nb + 1.0), size=size, mode="bilinear", align_corners=False)
+                out = own + wf * (cf - own) + wb * (cb - own)
+            item.ab = out.squeeze(0).to(item.ab.dtype)
         else:
             self._ab, self._key = own, t
             self._weight = torch.full_like(self._feat[t].Ls, KEY_WEIGHT if t in self.guided else 1.0)
             self.keys.append(t)
-        item.prev_flow = None  # used; do not keep it alive downstream
+            if back is not None and t not in self.guided:  # a painted keyframe keeps its painting
+                cb, pnb, nb = back
+                wb = F.interpolate(pnb / (nb + 1.0), size=own.shape[-2:], mode="bilinear", align_corners=False)
+                item.ab = (own + wb * (cb - own)).squeeze(0).to(item.ab.dtype)
         for k in [k for k in self._feat if k < t - 1]:
             del self._feat[k]
             self._dist.pop(k, None)
+        for k in [k for k in self._pairs if k < t]:
+            del self._pairs[k]
         return item
 
-    def _carry(self, t: int, own: torch.Tensor, pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Carried ab warped from frame t-1 onto t, blended with t's own ab, and the new evidence. ``pair`` is the
-        smoother's flow between t-1 and t (:attr:`Item.prev_flow`): the same flow on the same L, so it
-        is reused instead of computed twice; without a smoother (window 0) it is computed here."""
-        a, b = self._feat[t - 1], self._feat[t]
-        if pair is not None and pair.shape[-2:] == b.Ls.shape[-2:]:
-            back, ok = pair[1:2, :2], pair[1:2, 2:3]  # where each pixel of t was in t-1, and its check
-        else:
-            f = fl.lk_flow(torch.cat([b.Ls, a.Ls]), torch.cat([a.Ls, b.Ls]), radius=FLOW_RADIUS)
-            back = f[0:1]
-            ok = fl.fb_valid(back, f[1:2])
-        moved = fl.warp(torch.cat([a.Ls, self._weight, torch.ones_like(a.Ls)], dim=1), back, padding="zeros")
+    @staticmethod
+    def _blend(own: torch.Tensor, hist: torch.Tensor, pn: torch.Tensor, n: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A running mean's next state: ``hist`` (evidence ``n``, trusted with probability ``p``) and ``own``."""
+        w = F.interpolate(pn / (n + 1.0), size=own.shape[-2:], mode="bilinear", align_corners=False)
+        return w * hist + (1 - w) * own, pn + 1.0
+
+    def _history(self, t: int, s: int, ab: torch.Tensor, weight: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The colour ``ab`` of neighbour ``s`` (t-1 or t+1) and its ``weight``, warped onto frame t:
+        the warped ab at render size, ``p * n`` and ``n`` (the decayed evidence) at half render size."""
+        a, b = self._feat[s], self._feat[t]
+        pair = self._pair(max(s, t))
+        i = 1 if s < t else 0  # [0]: t -> t+1 on t's grid, [1]: t -> t-1 on t's grid
+        flow, ok = pair[i:i + 1, :2], pair[i:i + 1, 2:3]
+        moved = fl.warp(torch.cat([a.Ls, weight, torch.ones_like(a.Ls)], dim=1), flow, padding="zeros")
         inside = moved[:, 2:3]
-        L_prev = moved[:, :1] / inside.clamp_min(1e-3)  # undo the fade to zero at the border
-        diff = fl.box((L_prev - b.Ls).pow(2), 1) * b.std.pow(2)  # back in L units squared
+        L_nb = moved[:, :1] / inside.clamp_min(1e-3)  # undo the fade to zero at the border
+        diff = fl.box((L_nb - b.Ls).pow(2), 1) * b.std.pow(2)  # back in L units squared
         agree = torch.exp(diff * (-0.5 / L_SIGMA ** 2))
         edge = ((inside - 0.5) * 2.0).clamp(0.0, 1.0)  # content from outside the frame: no history
-        # The history is the colour of n earlier frames' worth of evidence (a running mean along the
+        # The history is the colour of n neighbouring frames' worth of evidence (a running mean along the
         # flow), and it applies here with probability p: the flow checks out, the L agrees, the content
         # was inside the frame. p gates the blend itself, not only the evidence, so that a long history
         # cannot outvote new content (a car entering, an occlusion).
         n = moved[:, 1:2] * DECAY
         p = (FB_KEEP + (1 - FB_KEEP) * ok) * agree * edge
-        size = own.shape[-2:]
-        carried = fl.warp(self._ab, fl.resize_flow(back, size))
-        w = F.interpolate(p * n / (n + 1.0), size=size, mode="bilinear", align_corners=False)
-        return w * carried + (1 - w) * own, p * n + 1.0
+        carried = fl.warp(ab, fl.resize_flow(flow, ab.shape[-2:]))
+        return carried, p * n, n
