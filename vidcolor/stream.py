@@ -113,10 +113,17 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
 class Carried(NamedTuple):
     """An :class:`Item`'s payload from prediction to composition and the writer."""
 
-    L_full: torch.Tensor  # (1, H, W) the input's own full-resolution L, so it is computed once
+    # (1, H, W) the input's own full-resolution L, so it is computed once. None on the plane path, where
+    # composition reads it again from ``luma`` through the same lookup table: the keyframe carrier holds
+    # up to 2 * AHEAD frames, and 4 bytes a pixel each (0.8 GB at 1080p) is worth more than one lookup
+    L_full: torch.Tensor | None
     tag: Any              # the caller's payload for the frame (the video's pts)
     dtype: np.dtype       # the input's sample type (uint8 or uint16), kept in the output
     luma: np.ndarray | None = None  # the plane path: the input's Y plane, which goes out untouched
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.luma.shape[-2:]) if self.luma is not None else tuple(self.L_full.shape[-2:])
 
 
 def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], guides: dict | None,
@@ -137,7 +144,7 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         if guided and guided[i] is not None:
             ab = blend(ab, guided[i], pred.L[i])
         # the item carries the input's full-resolution L (not the frame) to composition
-        items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i], payload, img.dtype,
+        items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i] if yuv is None else None, payload, img.dtype,
                                                       img if yuv is not None else None)))
     return items
 
@@ -150,15 +157,16 @@ def _compose(engine: Engine, items: list[Item], start: int,
     i = 0
     while i < len(items):
         j = i + 1
-        shape, dtype = items[i].payload.L_full.shape, items[i].payload.dtype
-        while j < len(items) and items[j].payload.L_full.shape == shape and items[j].payload.dtype == dtype:
+        shape, dtype = items[i].payload.shape, items[i].payload.dtype
+        while j < len(items) and items[j].payload.shape == shape and items[j].payload.dtype == dtype:
             j += 1
         group = items[i:j]
-        L, ab = torch.stack([it.payload.L_full for it in group]), torch.stack([it.ab for it in group])
+        ab = torch.stack([it.ab for it in group])
         if yuv is not None:
+            L = engine.full_l([it.payload.luma for it in group], yuv)
             out = [yuvmod.Planes(it.payload.luma, u, v) for it, (u, v) in zip(group, engine.compose_uv(L, ab, yuv))]
         else:
-            out = engine.compose_l(L, ab, dtype)
+            out = engine.compose_l(torch.stack([it.payload.L_full for it in group]), ab, dtype)
         yield from zip(group, out)
         i = j
 
