@@ -180,16 +180,13 @@ class Carrier:
         g_ab = g_n = None
         for t in range(last, self._held[0].index - 1, -1):
             own = items[t].ab.unsqueeze(0).float()
-            if g_ab is not None and not self._is_cut(t):
-                cb, pn, n = self._history(t, t + 1, g_ab, g_n)
-                if t < end:
-                    back[t] = (cb, pn, n)
-                g_ab, g_n = self._blend(own, cb, pn, n)
-            else:
-                g_ab = own
-                g_n = torch.full_like(self._feat[t].Ls, KEY_WEIGHT if t in self.guided else 1.0)
-            if t in self.guided:
-                g_ab, g_n = own, torch.full_like(self._feat[t].Ls, KEY_WEIGHT)
+            if g_ab is None or t in self.guided or self._is_cut(t):  # the backward pass restarts here
+                g_ab, g_n = own, self._key_weight(t)
+                continue
+            cb, pn, n = self._history(t, t + 1, g_ab, g_n)
+            if t < end:
+                back[t] = (cb, pn, n)
+            g_ab, g_n = self._blend(own, cb, pn, n)
         out = []
         while self._held and self._held[0].index < end:
             it = self._held.pop(0)
@@ -202,31 +199,39 @@ class Carrier:
         new_key = (t % self.period == 0 or t in self.guided or self._ab is None or self._is_cut(t - 1)
                    or (self.every and t - self._key >= self.every))
         if not new_key:
-            cf, pn, n = self._history(t, t - 1, self._ab, self._weight)
-            self._ab, self._weight = self._blend(own, cf, pn, n)
-            if back is None:
-                out = self._ab
-            else:  # two-sided: the past's and the future's evidence share one running mean's weights
-                cb, pnb, nb = back
-                size = own.shape[-2:]
-                wf = F.interpolate(pn / (n + nb + 1.0), size=size, mode="bilinear", align_corners=False)
-                wb = F.interpolate(pnb / (n + nb + 1.0), size=size, mode="bilinear", align_corners=False)
-                out = own + wf * (cf - own) + wb * (cb - own)
+            fwd = self._history(t, t - 1, self._ab, self._weight)
+            self._ab, self._weight = self._blend(own, *fwd)
+            out = self._ab if back is None else self._mix(own, [fwd, back])
             item.ab = out.squeeze(0).to(item.ab.dtype)
         else:
-            self._ab, self._key = own, t
-            self._weight = torch.full_like(self._feat[t].Ls, KEY_WEIGHT if t in self.guided else 1.0)
+            self._ab, self._key, self._weight = own, t, self._key_weight(t)
             self.keys.append(t)
-            if back is not None and t not in self.guided:  # a painted keyframe keeps its painting
-                cb, pnb, nb = back
-                wb = F.interpolate(pnb / (nb + 1.0), size=own.shape[-2:], mode="bilinear", align_corners=False)
-                item.ab = (own + wb * (cb - own)).squeeze(0).to(item.ab.dtype)
+            if back is not None:  # (a guided frame has none: a painted keyframe keeps its painting)
+                item.ab = self._mix(own, [back]).squeeze(0).to(item.ab.dtype)
         for k in [k for k in self._feat if k < t - 1]:
             del self._feat[k]
             self._dist.pop(k, None)
         for k in [k for k in self._pairs if k < t]:
             del self._pairs[k]
         return item
+
+    def _key_weight(self, t: int) -> torch.Tensor:
+        """The evidence a keyframe's own colour starts with: one frame, or a full memory if guided."""
+        return torch.full_like(self._feat[t].Ls, KEY_WEIGHT if t in self.guided else 1.0)
+
+    @staticmethod
+    def _mix(own: torch.Tensor, sides: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The output of one running mean over ``own`` and the histories ``sides`` ((carried, p * n, n)
+        each, as :meth:`_history` gives): each side weighs ``p * n / (sum of n + 1)``."""
+        den = sides[0][2]
+        for _, _, n in sides[1:]:
+            den = den + n
+        den = den + 1.0
+        out = own
+        for carried, pn, _ in sides:
+            w = F.interpolate(pn / den, size=own.shape[-2:], mode="bilinear", align_corners=False)
+            out = out + w * (carried - own)
+        return out
 
     @staticmethod
     def _blend(own: torch.Tensor, hist: torch.Tensor, pn: torch.Tensor, n: torch.Tensor
