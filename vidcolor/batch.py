@@ -21,7 +21,6 @@ resumes from its checkpoint, as ``vidcolor video`` would. Running
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from . import frameio
 from .chunks import Chunk, VideoTask
 from .defaults import DEFAULT_SEGMENT
 from .errors import InputError, VidcolorError
-from .job import FOLDER_MANIFEST, finished_leftover, job_dir
+from .job import FOLDER_MANIFEST, clear_finished_leftover
 
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".nut", ".mpg", ".mpeg", ".ts", ".m2ts",
               ".mts", ".mxf", ".wmv", ".flv", ".dv", ".ogv", ".3gp", ".vob"}
@@ -183,8 +182,8 @@ def is_finished(item: Item) -> bool:
     """A finished output: the video file (written under a temporary name and renamed when whole), or a
     frame folder holding every frame with no job manifest left in it."""
     if item.kind == "video":
-        if item.output.is_file() and finished_leftover(item.output) is not None:
-            shutil.rmtree(job_dir(item.output), ignore_errors=True)  # a kill cut the finished job's tidy-up short
+        if item.output.is_file():
+            clear_finished_leftover(item.output)  # a kill may have cut the finished job's tidy-up short
         return item.output.is_file()
     if item.kind == "frames" and item.output.is_dir() and not (item.output / FOLDER_MANIFEST).exists():
         try:

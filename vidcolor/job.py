@@ -159,7 +159,7 @@ class VideoJob(Job):
 
     def record_output(self, joined: Path) -> None:
         """Record the joined file about to be renamed to OUTPUT. A kill after the rename and before
-        :meth:`remove` then leaves a job folder that :func:`finished_leftover` recognises as done."""
+        :meth:`remove` then leaves a job folder that :func:`clear_finished_leftover` recognises as done."""
         self.state["written"] = _stamp(joined)
         self.save()
 
@@ -175,14 +175,18 @@ def _stamp(path: Path) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
 
-def finished_leftover(output: Path) -> dict[str, Any] | None:
-    """The manifest of the job folder beside ``output`` if that job finished (``output`` is the very
-    file it renamed into place) and only the folder's removal was cut short; else None."""
+def clear_finished_leftover(output: Path) -> dict[str, Any] | None:
+    """If the job folder beside ``output`` belongs to a job that finished (``output`` is the very file
+    it renamed into place) and only the folder's removal was cut short, remove the folder (it is only
+    waste now) and return its manifest; else None, touching nothing."""
     try:
         state = json.loads((job_dir(output) / JOB_MANIFEST).read_text())
-        return state if isinstance(state, dict) and state.get("written") == _stamp(output) else None
-    except (OSError, ValueError):
+        if not isinstance(state, dict) or state.get("written") != _stamp(output):
+            return None
+    except (OSError, ValueError):  # no folder, no manifest, or no output: not this case
         return None
+    shutil.rmtree(job_dir(output), ignore_errors=True)
+    return state
 
 
 class ChunkJob(VideoJob):

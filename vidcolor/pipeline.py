@@ -12,7 +12,6 @@ files, jobs, checkpoints and encoding around them.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_
 from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, Carrier
-from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, describe_difference, file_identity, finished_leftover,
-                  folder_identity, job_dir)
+from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
+                  file_identity, folder_identity)
 from .prefetch import Prefetcher
 from .stream import _carrier, _context, _warm, segment_length, stream_colour
 from .temporal import Smoother
@@ -200,7 +199,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     encode = encode or EncodeOptions()
     fmt = videoio.output_format(dest)
     # a run killed after renaming its output into place but before removing its job folder
-    leftover = finished_leftover(dest) if chunk is None and not overwrite else None
+    leftover = clear_finished_leftover(dest) if chunk is None and not overwrite else None
     _check_output(src, dest, overwrite or leftover is not None)
     info = videoio.probe(src)
     check_codec(encode)
@@ -212,7 +211,6 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                  high_depth=info.bit_depth > 8, compose="yuv" if yuv else "rgb",
                  **({"deinterlace": True} if deinterlace else {}))
     if leftover is not None:
-        shutil.rmtree(job_dir(dest), ignore_errors=True)  # its output is finished: the folder is only waste
         if restart or describe_difference(leftover.get("spec", {}), spec):
             raise VidcolorError(f"output exists: {dest}; use --overwrite to replace it")
         log(f"{dest} was already finished by an earlier run of this command (stopped while tidying up)")

@@ -143,7 +143,7 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         ab = pred.ab[i]
         if guided and guided[i] is not None:
             ab = blend(ab, guided[i], pred.L[i])
-        # the item carries the input's full-resolution L (not the frame) to composition
+        # the item carries the input's full-resolution L to composition (the plane path: its Y plane, not the frame)
         items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i] if yuv is None else None, payload, img.dtype,
                                                       img if yuv is not None else None)))
     return items
