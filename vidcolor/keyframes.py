@@ -41,8 +41,8 @@ Look-ahead and memory: frames are emitted in blocks of ``AHEAD`` frames that
 sit on multiples of ``AHEAD`` counted from frame 0; a block goes out when
 the frames ``AHEAD`` past its end have arrived, so each frame sees between
 ``AHEAD`` and ``2 * AHEAD`` frames ahead, and up to ``2 * AHEAD`` frames
-(with their full-resolution L) are held: memory is flat with length and
-grows with frame size (README gives peak RSS at 1080p).
+(with what composition needs at full resolution) are held: memory is flat
+with length and grows with frame size (README, Session 15: 1.40 GB at 1080p).
 
 Resume: a keyframe is forced at every multiple of ``period`` (the segment
 length), so the forward state at a segment start does not depend on
@@ -72,7 +72,7 @@ MODES = ("off", "auto")
 # resume, which would mix two rules in one film.
 RULE = 4
 # Frames per emitted block; each frame sees AHEAD..2*AHEAD frames ahead. 48 beat 24 and 12 on the dev clips
-# (README, Session 15); 2*AHEAD held frames cost about 0.6 GB more than forward-only at 1080p.
+# (README, Session 15). Held frames keep their Y plane (plane path) or float L (RGB path) for composition.
 AHEAD = 48
 
 
