@@ -305,9 +305,10 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     seg_start = start
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
+    coloured = stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv, carrier, defer=True,
+                             context=context)
     try:
-        for item, picture in stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv,
-                                           carrier, defer=True, context=context):
+        for item, picture in coloured:
             if stop is not None and item.index >= stop:
                 break
             k = item.index // seg_len
@@ -346,6 +347,10 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             writer.abort()  # the job folder and its finished segments stay: the same command resumes
         raise
     finally:
+        # closed here, not left to the garbage collector: an exception's traceback keeps the generator alive
+        # until exit, and its prediction thread would still be running torch when the interpreter kills
+        # daemon threads (an abort: "terminate called without an active exception")
+        coloured.close()
         frames.close()
         bar.close()
 
@@ -400,9 +405,10 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
 
     reader = Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
+    coloured = stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides, carrier=carrier,
+                             context=context)
     try:
-        for item, rgb in stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides,
-                                       carrier=carrier, context=context):
+        for item, rgb in coloured:
             frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
             job.state["frames_done"] = item.index + 1
             bar.update(1)
@@ -414,6 +420,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         raise Interrupted(f"interrupted after frame {job.state['frames_done']:,}; run the same command again "
                           f"to resume") from None
     finally:
+        coloured.close()  # as in _encode_segments: stop the prediction thread before exit
         reader.close()
         bar.close()
     job.discard()
