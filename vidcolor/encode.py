@@ -151,6 +151,11 @@ class SegmentWriter:
         self.frames = 0
         self._q: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
+        # set when _run has returned. close() and abort() wait on this, not on Thread.join(): in Python
+        # 3.11 a Ctrl-C that interrupts join() marks the thread stopped while it still runs (the
+        # bpo-45274 handler in threading), so abort() took it for finished and the process exited
+        # with the thread still composing a frame in torch: "terminate called", exit -6.
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vidcolor-encoder", daemon=True)
         self._thread.start()
 
@@ -185,15 +190,18 @@ class SegmentWriter:
                                    "written (remux the input with fresh timestamps first)") from None
 
     def _run(self) -> None:
-        while True:
-            job = self._q.get()
-            if job is _END:
-                return
-            if self._error is None:  # after an error, drain without encoding so writers never block
-                try:
-                    self._encode(*job)
-                except BaseException as e:  # handed to the caller's thread by write()/close()
-                    self._error = e
+        try:
+            while True:
+                job = self._q.get()
+                if job is _END:
+                    return
+                if self._error is None:  # after an error, drain without encoding so writers never block
+                    try:
+                        self._encode(*job)
+                    except BaseException as e:  # handed to the caller's thread by write()/close()
+                        self._error = e
+        finally:
+            self._done.set()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -210,16 +218,22 @@ class SegmentWriter:
         """Flush the encoder and finish the file; raises what went wrong in the encoder thread."""
         self._q.put((None, None))
         self._q.put(_END)
-        self._thread.join()
+        self._done.wait()
         self._raise()
         self.out.close()
 
     def abort(self) -> None:
-        """Stop without flushing (the caller leaves the file as a temp name)."""
+        """Stop without flushing (the caller leaves the file as a temp name).
+
+        Returns once the encoder thread has ended, also when a Ctrl-C interrupted :meth:`close`."""
         self._error = self._error or InterruptedError("aborted")  # the thread skips what is queued
-        if self._thread.is_alive():
-            self._q.put(_END)
-            self._thread.join()
+        while not self._done.is_set():
+            try:  # the thread drains the queue, so this finds room; a close() may have queued _END already
+                self._q.put(_END, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._done.wait()
         try:
             self.out.close()
         except av.error.FFmpegError:
