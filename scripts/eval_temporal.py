@@ -53,7 +53,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vidcolor import flow as fl, pipeline  # noqa: E402
 from vidcolor.color import rgb_to_lab  # noqa: E402
-from vidcolor.evaluate import flow_pair, sample_at_flow  # noqa: E402
+from vidcolor.temporal_metrics import flow_pair, sample_at_flow  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402
 from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
 from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
@@ -121,7 +121,7 @@ def warp_np(x: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
 
 def gt_flows(name: str, gt: torch.Tensor, work: Path) -> tuple[np.ndarray, np.ndarray]:
     """Flow t -> t-1 on the grey ground truth, and the mask of pixels it follows reliably (cached).
-    The same TV-L1 flow and forward-backward check as `vidcolor eval` (:func:`vidcolor.evaluate.flow_pair`)."""
+    The same TV-L1 flow and forward-backward check as `vidcolor eval` (:func:`vidcolor.temporal_metrics.flow_pair`)."""
     cache = work / "flows" / f"{name}_{gt.shape[0]}.npz"
     if cache.exists():
         z = np.load(cache)

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from vidcolor.cli import main
 from vidcolor.errors import InputError
-from vidcolor.evaluate import (CDCAccumulator, evaluate, flow_pair, grey_baseline, js_divergence, rgb_to_lab_np,
-                               warp_errors)
+from vidcolor.evaluate import evaluate, grey_baseline, rgb_to_lab_np
 from vidcolor.metrics import colorfulness
+from vidcolor.temporal_metrics import CDCAccumulator, flow_pair, js_divergence, warp_errors
 
 
 def texture(dx: float = 0.0, dy: float = 0.0, h: int = 48, w: int = 64, hue: float = 0.0) -> np.ndarray:
