@@ -79,6 +79,8 @@ def make(src: Source, folder: Path) -> Path:
         raise kind(f"ffmpeg failed for {src.name}: {r.stderr.strip()[-500:]}")
     if src.tags.get("rotation"):
         rotate(dest)
+    if src.tags.get("chapters"):
+        add_chapters(dest, src.tags["chapters"])
     if src.damage:
         damage(dest, src.damage)
     return dest
@@ -94,6 +96,27 @@ def rotate(path: Path, degrees: int = 90) -> None:
             if p.dts is not None:
                 p.stream = copies[p.stream.index]
                 out.mux(p)
+    tmp.replace(path)
+
+
+def add_chapters(path: Path, chapters: list[tuple[float, str]]) -> None:
+    """Give the file chapters at (start seconds, title), each ending where the next starts (ffmpeg's
+    command line can only take them from a second, metadata input)."""
+    tmp = path.with_name(f"tmp-{path.name}")
+    with av.open(str(path)) as src, av.open(str(tmp), "w") as out:
+        out.metadata.update(src.metadata)
+        copies = {}
+        for s in src.streams:
+            copies[s.index] = out.add_stream_from_template(s)
+            copies[s.index].metadata.update(s.metadata)
+            copies[s.index].disposition = s.disposition
+        ends = [t for t, _ in chapters[1:]] + [float(src.duration or 0) / av.time_base]
+        out.set_chapters([{"id": k + 1, "start": int(t * 1000), "end": int(e * 1000), "time_base": Fraction(1, 1000),
+                           "metadata": {"title": name}} for k, ((t, name), e) in enumerate(zip(chapters, ends))])
+        for pk in src.demux():
+            if pk.size:  # not the demuxer's empty flush packets (Matroska leaves dts unset on B-frames)
+                pk.stream = copies[pk.stream.index]
+                out.mux(pk)
     tmp.replace(path)
 
 
@@ -152,8 +175,14 @@ def read(path: Path) -> dict:
                 errors += 1
     with av.open(str(path)) as c:
         side = _side(c)
+        kept = [s for s in c.streams if s.type in ("audio", "subtitle")]
+        described = {"title": c.metadata.get("title"),
+                     "languages": [s.metadata.get("language") for s in kept],
+                     "default": [bool(s.disposition & av.stream.Disposition.default) for s in kept],
+                     "chapters": [(round(float(ch["start"] * ch["time_base"]), 3), ch["metadata"].get("title"))
+                                  for ch in c.chapters()]}
     return {"times": times, "size": size, "depth": depth, "rotation": rotation, "errors": errors, "side": side,
-            "tick": tick}
+            "tick": tick, **described}
 
 
 def check_output(inp: dict, out: dict) -> list[str]:
@@ -229,9 +258,22 @@ MATRIX: list[Source] = [
     Source("pcm_to_mp4", ".mov", X264, audio=(("-c:a", "pcm_s16le"),), out=".mp4"),
     Source("srt_to_mp4", ".mkv", X264, subtitles="srt", out=".mp4", exits=(1,),
            says=".mp4 files cannot hold the input's subtitle stream #2 (srt)"),
+    Source("mov_text_to_mkv", ".mp4", X264, subtitles="mov_text", exits=(1,),
+           says=".mkv files cannot hold the input's subtitle stream #2 (mov_text)"),
     Source("h264_to_webm", ".mp4", X264, audio=(("-c:a", "libopus"),), out=".webm", exits=(1,),
            says=".webm files cannot hold libx264 video"),
     Source("two_audio", ".mkv", X264, audio=(("-c:a", "aac"), ("-c:a", "ac3"))),
+    # what an archive's files say about themselves: title, track languages, which track plays first, chapters
+    Source("described_mkv", ".mkv", X264, audio=(("-c:a", "aac"), ("-c:a", "ac3")), subtitles="srt",
+           extra=("-metadata", "title=Reel 7", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra",
+                  "-metadata:s:s:0", "language=ger", "-disposition:a:0", "0", "-disposition:a:1", "default"),
+           tags={"title": "Reel 7", "languages": ["eng", "fra", "ger"], "default": [False, True, False],
+                 "chapters": [(0.0, "Opening"), (0.5, "Second")]}),
+    Source("described_to_mp4", ".mkv", X264, audio=(("-c:a", "aac"), ("-c:a", "aac")), out=".mp4",
+           extra=("-metadata", "title=Reel 7", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra",
+                  "-disposition:a:0", "0", "-disposition:a:1", "default"),
+           tags={"title": "Reel 7", "languages": ["eng", "fra"], "default": [False, True],
+                 "chapters": [(0.0, "Opening"), (0.5, "Second")]}),
     Source("subtitles_mkv", ".mkv", X264, subtitles="srt"),
     Source("subtitles_mp4", ".mp4", X264, subtitles="mov_text", out=".mp4"),
     Source("odd_size", ".mkv", X264, size="63x47", pix="yuv444p"),

@@ -305,17 +305,24 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
     """Fail now, not after hours of colouring, if OUTPUT's container cannot hold the video codec
     or the input's audio and subtitle streams: write a header to memory with the same streams.
 
-    Streams that even Matroska refuses are damaged input (exit 4), not a poor choice of container."""
+    The error names a container that does hold them. Streams that no container takes are damaged
+    input (exit 4), not a poor choice of container."""
     try:
         _try_header(fmt, info, opts)
     except _HeaderError as e:
-        if e.what != f"{opts.codec} video" and (fmt == "matroska" or not _header_ok("matroska", info, opts)):
+        if e.what == f"{opts.codec} video" and fmt == "webm":  # the one container that refuses H.264
+            raise VidcolorError(f"{dest.suffix} files cannot hold {e.what} ({e.why}); use --codec libvpx-vp9 "
+                                f"for .webm, or an .mkv or .mp4 output") from None
+        # Matroska first, as it holds almost anything; but not MP4's own subtitles (mov_text), which .mp4 and .mov do
+        other = next((ext for f, ext in _FALLBACKS if f != fmt and _header_ok(f, info, opts)), None)
+        if other is None and e.what != f"{opts.codec} video":
             raise DamagedInput(f"{e.what} cannot be copied into any container ({e.why}); it is probably "
                                f"damaged, so the output would lose it") from None
-        hint = "; .mkv holds almost anything" if fmt != "matroska" else ""
-        if e.what == f"{opts.codec} video" and fmt == "webm":  # the one container that refuses H.264
-            hint = "; use --codec libvpx-vp9 for .webm, or an .mkv or .mp4 output"
+        hint = f"; choose a {other} output instead" if other else ""
         raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {e.what} ({e.why}){hint}") from None
+
+
+_FALLBACKS = (("matroska", ".mkv"), ("mp4", ".mp4"), ("mov", ".mov"))
 
 
 class _HeaderError(Exception):

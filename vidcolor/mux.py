@@ -1,5 +1,9 @@
 """The final mux: colour segments' packets plus the input's audio and subtitle packets, copied
-untouched with their pts and time_base, and a check that the result shows every frame."""
+untouched with their pts and time_base, and a check that the result shows every frame.
+
+The input's descriptive metadata goes along: the file's tags (title, date...), each stream's
+tags (language, title) and disposition (default, forced...), and the chapters. Tags that describe
+how the input was written (encoder, brands, durations) are left for the new file's muxer to write."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,6 +83,7 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
                 except (ValueError, av.error.FFmpegError) as e:
                     raise VidcolorError(f"cannot copy {s.type} stream #{s.index} ({s.codec_context.name}) "
                                         f"into {dest.suffix} output: {e}; try .mkv") from None
+        _copy_descriptions(src, out, vs, copies)
         side = _side_packets(src, [src.streams[i] for i in copies], rep) if copies else iter(())
         last: dict[int, int] = {}
         pending = next(side, None)
@@ -121,6 +126,34 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
             pass
         raise
     return rep
+
+
+# written by a muxer or encoder about its own work; a copy would be stale (the mp4 brands, an mkv
+# stream's DURATION, the input's encoder) and the output's muxer writes its own
+_WRITER_TAGS = frozenset({"encoder", "duration", "major_brand", "minor_version", "compatible_brands"})
+
+
+def _tags(metadata: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in metadata.items() if k.lower() not in _WRITER_TAGS}
+
+
+def _copy_descriptions(src: av.container.InputContainer, out: av.container.OutputContainer,
+                       video: av.stream.Stream, copies: dict[int, av.stream.Stream]) -> None:
+    """Carry the input's file tags, stream tags and dispositions, and chapters, into ``out``.
+
+    Must run before the first packet is muxed (the header holds them). A format that cannot store
+    one of them (chapters in MPEG-TS, say) leaves it out, as ffmpeg does."""
+    out.metadata.update(_tags(src.metadata))
+    pairs = list(copies.items())
+    if src.streams.video:
+        pairs.append((src.streams.video[0].index, video))
+    for i, dst in pairs:
+        s = src.streams[i]
+        dst.metadata.update(_tags(s.metadata))
+        dst.disposition = s.disposition
+    chapters = src.chapters()
+    if chapters:
+        out.set_chapters(chapters)
 
 
 def _ptime(pkt: av.Packet) -> float:
