@@ -177,6 +177,7 @@ def read(path: Path) -> dict:
         side = _side(c)
         kept = [s for s in c.streams if s.type in ("audio", "subtitle")]
         described = {"title": c.metadata.get("title"),
+                     "timecode": {k.lower(): v for k, v in c.streams.video[0].metadata.items()}.get("timecode"),
                      "languages": [s.metadata.get("language") for s in kept],
                      "default": [bool(s.disposition & av.stream.Disposition.default) for s in kept],
                      "chapters": [(round(float(ch["start"] * ch["time_base"]), 3), ch["metadata"].get("title"))
@@ -258,6 +259,9 @@ MATRIX: list[Source] = [
     Source("pcm_to_mp4", ".mov", X264, audio=(("-c:a", "pcm_s16le"),), out=".mp4"),
     Source("srt_to_mp4", ".mkv", X264, subtitles="srt", out=".mp4", exits=(1,),
            says=".mp4 files cannot hold the input's subtitle stream #2 (srt)"),
+    # a scan's or camera's timecode: the mov muxer writes its tmcd track from the video's tag
+    Source("timecode_mov", ".mov", X264, extra=("-timecode", "01:02:03:04"), out=".mov",
+           tags={"timecode": "01:02:03:04"}),
     Source("mov_text_to_mkv", ".mp4", X264, subtitles="mov_text", exits=(1,),
            says=".mkv files cannot hold the input's subtitle stream #2 (mov_text)"),
     Source("h264_to_webm", ".mp4", X264, audio=(("-c:a", "libopus"),), out=".webm", exits=(1,),
