@@ -200,6 +200,14 @@ def c_empty_frames(d, b, w):
             d / "out" / "readme.txt", None)
 
 
+def c_dpx_frames(d, b, w):
+    (d / "scans").mkdir()
+    for i in range(2):
+        (d / "scans" / f"reel{i:06d}.dpx").write_bytes(b"SDPX" + bytes(60))
+    return (["frames", str(d / "scans"), str(d / "out"), "--weights", str(w), *OPTS], [d / "scans"],
+            d / "out" / "reel000000.dpx", None)
+
+
 def c_corrupt_frame(d, b, w):
     src = _frames_dir(d / "scans")
     (src / "f1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
@@ -283,6 +291,7 @@ ERRORS: dict[str, tuple[Case, int, tuple[str, ...]]] = {
     "audio only": (c_audio_only, 2, ("no video stream", "audio")),
     "directory as video": (c_dir_as_video, 2, ("is a directory", "vidcolor frames")),
     "empty frame folder": (c_empty_frames, 2, ("no PNG, JPEG or TIFF frames",)),
+    "DPX scans": (c_dpx_frames, 2, ("only .dpx files", "convert them to 16-bit TIFF")),
     "corrupt frame file": (c_corrupt_frame, 2, ("cannot read frame", "f1.png")),
     "frames into own folder": (c_frames_same_dir, 1, ("is the input folder",)),
     "output is input": (c_same_path, 1, ("same", "as the input")),

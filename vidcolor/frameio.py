@@ -13,6 +13,8 @@ import numpy as np
 from .errors import InputError, VidcolorError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# film-scan and VFX formats that a folder of frames may hold instead, named in the error
+SCAN_FORMATS = (".dpx", ".cin", ".exr", ".hdr", ".webp", ".bmp", ".jp2")
 
 
 def natural_key(name: str) -> list:
@@ -29,6 +31,11 @@ def list_frames(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS
              and not p.name.startswith(".")]
     if not files:
+        others = sorted({p.suffix.lower() for p in folder.iterdir() if p.suffix.lower() in SCAN_FORMATS})
+        if others:  # a scanner's own format: say how to get frames this command reads
+            raise InputError(f"no PNG, JPEG or TIFF frames in {folder}, only {', '.join(others)} files, which vidcolor "
+                             f"does not read; convert them to 16-bit TIFF first (for example ffmpeg -i "
+                             f"NAME%06d{others[0]} -pix_fmt rgb48le NAME%06d.tif)")
         raise InputError(f"no PNG, JPEG or TIFF frames in {folder}")
     return sorted(files, key=lambda p: natural_key(p.name))
 
