@@ -38,6 +38,7 @@ class Source:
     damage: str | None = None  # "head", "tail", "middle": bytes cut or zeroed after writing
     exits: tuple[int, ...] = (0,)  # acceptable exit codes
     says: str = ""  # words the one error line must hold, when the run must fail
+    cover: bool = False  # a one-picture MJPEG video stream stored before the film's (a cover, a thumbnail)
     tags: dict = field(default_factory=dict, hash=False)
 
 
@@ -81,6 +82,8 @@ def make(src: Source, folder: Path) -> Path:
         rotate(dest)
     if src.tags.get("chapters"):
         add_chapters(dest, src.tags["chapters"])
+    if src.cover:
+        add_cover(dest)
     if src.damage:
         damage(dest, src.damage)
     return dest
@@ -120,6 +123,17 @@ def add_chapters(path: Path, chapters: list[tuple[float, str]]) -> None:
     tmp.replace(path)
 
 
+def add_cover(path: Path) -> None:
+    """Store a one-picture MJPEG video stream in front of the film's, as some taggers do."""
+    tmp = path.with_name(f"tmp-{path.name}")
+    r = subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(path), "-f", "lavfi", "-i", "color=c=gray:s=64x48:d=0.04",
+                        "-map", "1:v", "-map", "0", "-c", "copy", "-c:v:0", "mjpeg", str(tmp)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"ffmpeg could not add a cover to {path}: {r.stderr.strip()[-300:]}")
+    tmp.replace(path)
+
+
 def damage(path: Path, how: str) -> None:
     """Cut the head or tail off ``path``, or zero a stretch in its middle, as copies and disks do."""
     data = bytearray(path.read_bytes())
@@ -155,12 +169,24 @@ def _side(c: av.container.InputContainer) -> list[list[tuple[bytes, Fraction]]]:
     return [out[s.index] for s in keep]
 
 
+def film_index(path: Path) -> int:
+    """Which of the file's video streams is the film (counted among video streams): the one with
+    the most packets, so a one-picture cover stored first is not it."""
+    with av.open(str(path)) as c:
+        counts = [0] * len(c.streams.video)
+        pos = {s.index: k for k, s in enumerate(c.streams.video)}
+        for p in c.demux(c.streams.video):
+            if p.size:
+                counts[pos[p.stream.index]] += 1
+    return max(range(len(counts)), key=lambda k: (counts[k], -k))
+
+
 def read(path: Path) -> dict:
     """What a file holds: video frame times (decoded, in seconds), size, bit depth, rotation, packets that
     fail to decode, the audio/subtitle packets, and the coarsest time base (a tolerance for times)."""
     times, errors = [], 0
     with av.open(str(path)) as c:
-        v = c.streams.video[0]
+        v = c.streams.video[film_index(path)]
         size = (v.codec_context.width, v.codec_context.height)
         fmt = v.codec_context.format
         depth = max(comp.bits for comp in fmt.components) if fmt else 8
@@ -262,6 +288,8 @@ MATRIX: list[Source] = [
     # a scan's or camera's timecode: the mov muxer writes its tmcd track from the video's tag
     Source("timecode_mov", ".mov", X264, extra=("-timecode", "01:02:03:04"), out=".mov",
            tags={"timecode": "01:02:03:04"}),
+    # the film is the second video stream: a cover picture comes first; colour the film, and say the cover is left out
+    Source("cover_first_mkv", ".mkv", X264, cover=True),
     Source("mov_text_to_mkv", ".mp4", X264, subtitles="mov_text", exits=(1,),
            says=".mkv files cannot hold the input's subtitle stream #2 (mov_text)"),
     Source("h264_to_webm", ".mp4", X264, audio=(("-c:a", "libopus"),), out=".webm", exits=(1,),

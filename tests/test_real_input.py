@@ -47,5 +47,7 @@ def test_real_input(src: ri.Source, tmp_path, random_weights, one_model):
     assert problems == [], problems
     if src.damage:  # what was lost is said
         assert any(ln.startswith("vidcolor: warning: ") for ln in lines), err
+    if src.cover:  # the stream left out is named
+        assert any("other video streams (#0 mjpeg" in ln for ln in lines), err
     for key, want in src.tags.items():  # what the input must keep beyond its frames and sound
         assert got[key] == want, (key, got[key])

@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from . import yuv as yuvmod
-from .videoio import COLOUR_SPREAD, ONE_PER_PACKET, describe_error, open_container
+from .videoio import COLOUR_SPREAD, ONE_PER_PACKET, describe_error, main_video, open_container
 
 REORDER = 4  # decoded frames held back so a decoder's slightly out-of-order output is put right
 
@@ -306,7 +306,7 @@ def iter_frames(path: Path, high_depth: bool = False, report: DecodeReport | Non
     rep = report if report is not None else DecodeReport()
     rep.deinterlaced = deinterlace
     with open_container(path) as c:
-        v = c.streams.video[0]
+        v = main_video(c)
         # Slice threads only: frame-threaded decoders drop pictures after damage without raising, which
         # would hide damage and lose frames that decode fine one thread at a time.
         v.thread_type = "SLICE"

@@ -14,7 +14,7 @@ import av
 
 from .decode import DecodeReport
 from .errors import DamagedInput, VidcolorError
-from .videoio import COPY_TYPES, DISK_ERRNOS, describe_error, mp4_options, open_container
+from .videoio import COPY_TYPES, DISK_ERRNOS, describe_error, main_video, mp4_options, open_container
 
 
 @dataclass
@@ -71,10 +71,11 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
             vs = out.add_stream_from_template(vt)
             vs.time_base = vt.time_base
         src = open_container(source)
-        if src.streams.video and src.streams.video[0].average_rate:
+        film = main_video(src)
+        if film is not None and film.average_rate:
             # Matroska writes its DefaultDuration from this; left unset it says 1000 fps (or the
             # segment's clock rate), which players and probes then report as the film's rate.
-            vs.codec_context.framerate = src.streams.video[0].average_rate
+            vs.codec_context.framerate = film.average_rate
         copies = {}
         for s in src.streams:
             if s.type in COPY_TYPES:
@@ -83,7 +84,7 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
                 except (ValueError, av.error.FFmpegError) as e:
                     raise VidcolorError(f"cannot copy {s.type} stream #{s.index} ({s.codec_context.name}) "
                                         f"into {dest.suffix} output: {e}; try .mkv") from None
-        _copy_descriptions(src, out, vs, copies)
+        _copy_descriptions(src, out, (film, vs), copies)
         side = _side_packets(src, [src.streams[i] for i in copies], rep) if copies else iter(())
         last: dict[int, int] = {}
         pending = next(side, None)
@@ -138,15 +139,16 @@ def _tags(metadata: dict[str, str]) -> dict[str, str]:
 
 
 def _copy_descriptions(src: av.container.InputContainer, out: av.container.OutputContainer,
-                       video: av.stream.Stream, copies: dict[int, av.stream.Stream]) -> None:
+                       video: tuple[av.stream.Stream | None, av.stream.Stream],
+                       copies: dict[int, av.stream.Stream]) -> None:
     """Carry the input's file tags, stream tags and dispositions, and chapters, into ``out``.
 
     Must run before the first packet is muxed (the header holds them). A format that cannot store
     one of them (chapters in MPEG-TS, say) leaves it out, as ffmpeg does."""
     out.metadata.update(_tags(src.metadata))
     pairs = list(copies.items())
-    if src.streams.video:
-        pairs.append((src.streams.video[0].index, video))
+    if video[0] is not None:  # the input's film stream, and the coloured one that replaces it
+        pairs.append((video[0].index, video[1]))
     for i, dst in pairs:
         s = src.streams[i]
         dst.metadata.update(_tags(s.metadata))

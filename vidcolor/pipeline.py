@@ -244,6 +244,10 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     res.damaged_frames = report.filled + report.concealed
     if info.display_matrix:
         res.notes.append(f"kept the input's display rotation ({info.rotation} degrees) as metadata")
+    if info.other_video:  # a warning, not a note: the output lacks them, and the user may need them
+        res.warnings.append(f"coloured the film's video stream #{info.video_index}; the input's other video "
+                            f"streams ({', '.join(info.other_video)}: a cover picture, thumbnails or a second "
+                            f"angle) are not in the output")
     partial = dest.with_name(f".{dest.stem}.partial{dest.suffix}")
     try:
         joined = mux.join_segments(job.segment_paths(), src, partial, fmt)

@@ -49,6 +49,8 @@ class VideoInfo:
     copy_streams: list[str] = field(default_factory=list)  # "audio:aac", ...
     display_matrix: tuple[int, ...] | None = None  # 9 ints as in FFmpeg's AV_PKT_DATA_DISPLAYMATRIX
     colour: tuple[int, int, int, int] = (2, 0, 2, 2)  # first frame's colorspace, range, primaries, trc
+    video_index: int = 0  # the film's stream (main_video)
+    other_video: list[str] = field(default_factory=list)  # video streams besides the film: "#0 mjpeg", ...
 
 
 def _check_path(path: Path) -> None:
@@ -115,13 +117,42 @@ def _first_frame(c: av.container.InputContainer, v: av.video.stream.VideoStream,
     return None
 
 
+def _seconds(s: av.stream.Stream) -> float:
+    """A stream's length from its header, or from the DURATION tag FFmpeg's Matroska muxer writes; 0 if unknown."""
+    if s.duration and s.time_base:
+        return float(s.duration * s.time_base)
+    tag = {k.lower(): v for k, v in s.metadata.items()}.get("duration", "")
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return 0.0
+
+
+def main_video(c: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The film's video stream, so that a cover picture or a thumbnail track stored first is not taken
+    for it: not an attached picture, then the longest, the one with the most frames, FFmpeg's own choice
+    (av_find_best_stream), the largest; the first of equals."""
+    if not c.streams.video:
+        return None
+    best = c.streams.best("video")
+
+    def score(s: av.video.stream.VideoStream) -> tuple:
+        cc = s.codec_context
+        attached = bool(s.disposition & av.stream.Disposition.attached_pic)
+        return (not attached, _seconds(s), s.frames or 0, s is best, (cc.width * cc.height) if cc else 0, -s.index)
+    return max(c.streams.video, key=score)
+
+
 def probe(path: Path) -> VideoInfo:
-    """Open, check and describe the first video stream of ``path``."""
+    """Open, check and describe the film's video stream of ``path`` (:func:`main_video`)."""
     with open_container(path) as c:
-        if not c.streams.video:
+        v = main_video(c)
+        if v is None:
             kinds = ", ".join(sorted({s.type for s in c.streams})) or "none"
             raise InputError(f"no video stream in {path} (streams found: {kinds})")
-        v = c.streams.video[0]
+        others = [f"#{s.index} {s.codec_context.name if s.codec_context else '?'}" for s in c.streams.video
+                  if s.index != v.index]
         cc = v.codec_context
         if cc is None:
             raise InputError(f"no decoder for the video stream of {path}")
@@ -154,7 +185,8 @@ def probe(path: Path) -> VideoInfo:
                          rotation=int(first.rotation) if matrix else 0,
                          interlaced=bool(first is not None and first.interlaced_frame), copy_streams=copy,
                          display_matrix=matrix, colour=(int(first.colorspace), int(first.color_range),
-                                                        int(first.color_primaries), int(first.color_trc)))
+                                                        int(first.color_primaries), int(first.color_trc)),
+                         video_index=v.index, other_video=others)
 
 
 def output_format(path: Path) -> str | None:
