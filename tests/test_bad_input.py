@@ -278,6 +278,10 @@ def c_bad_ext(d, b, w):
     return _video(d, b, w, d / "out.xyz"), [b], d / "out.xyz", None
 
 
+def c_codec_without_segments(d, b, w):
+    return _video(d, b, w, d / "out.mkv", ("--codec", "huffyuv")), [b], d / "out.mkv", None
+
+
 def c_webm_aac(d, b, w):
     return _video(d, b, w, d / "out.webm", ("--codec", "libvpx-vp9")), [b], d / "out.webm", None
 
@@ -307,6 +311,7 @@ ERRORS: dict[str, tuple[Case, int, tuple[str, ...]]] = {
     "garbage weights": (c_garbage_weights, 1, ("not a readable vidcolor weights file",)),
     "cuda without cuda": (c_cuda, 1, ("CUDA is not available",)),
     "unsupported extension": (c_bad_ext, 1, ("unsupported output extension", ".xyz")),
+    "codec mp4 and mov refuse": (c_codec_without_segments, 1, ("--codec huffyuv", "mp4 or mov")),
     "container cannot hold audio": (c_webm_aac, 1, (".webm files cannot hold", "aac", ".mkv")),
 }
 
@@ -376,6 +381,19 @@ def test_ten_bit_input_keeps_ten_bit(tmp_path, random_weights):
         assert c.streams.video[0].codec_context.format.name == "yuv420p10le"
     check_like(src, out)
     assert digest(src) == h
+
+
+def test_prores_output_for_editors(tmp_path, random_weights):
+    # ProRes is what editing suites take; mp4 cannot hold it, so the job's segments are mov files
+    src = tmp_path / "ten.mov"
+    make_clip(src, n=10, pix_fmt="yuv422p10le")
+    out = tmp_path / "out.mov"
+    res = colour_video(src, out, random_weights, segment_frames=4, encode=encode.EncodeOptions(codec="prores_ks"))
+    assert res.frames == 10 and not res.warnings
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.name, cc.format.name) == ("prores", "yuv422p10le")
+    check_like(src, out)
 
 
 def test_rotation_is_kept(tmp_path, random_weights):

@@ -122,7 +122,8 @@ class SegmentWriter:
                  yuv: YuvSpec | None = None, source: str = "the input"):
         self.path = path
         self.source = source  # named in errors
-        self.out = av.open(str(path), "w", format="mp4", options=mp4_options("mp4", info.time_base))
+        fmt = segment_format(info, opts)
+        self.out = av.open(str(path), "w", format=fmt, options=mp4_options(fmt, info.time_base))
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
         s.width, s.height = info.width, info.height
         s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
@@ -307,6 +308,7 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
 
     The error names a container that does hold them. Streams that no container takes are damaged
     input (exit 4), not a poor choice of container."""
+    segment_format(info, opts)  # the job's own files must hold the video too
     try:
         _try_header(fmt, info, opts)
     except _HeaderError as e:
@@ -325,6 +327,20 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
 _FALLBACKS = (("matroska", ".mkv"), ("mp4", ".mp4"), ("mov", ".mov"))
 
 
+def segment_format(info: VideoInfo, opts: EncodeOptions) -> str:
+    """The container of a job's segment files: mp4, or mov for the codecs that only QuickTime holds
+    (ProRes, DNxHD...). Both keep every frame's time exact (:func:`vidcolor.videoio.mp4_options`)."""
+    why = ""
+    for fmt in ("mp4", "mov"):
+        try:
+            _try_header(fmt, info, opts, copies=False)
+            return fmt
+        except _HeaderError as e:
+            why = e.why  # the encoder's own complaint (DNxHD's sizes, say) if it got that far, else mov's
+    raise VidcolorError(f"--codec {opts.codec} cannot write this video into mp4 or mov, which vidcolor's "
+                        f"resumable segments need ({why}); choose libx264, libx265, ffv1 or prores_ks")
+
+
 class _HeaderError(Exception):
     """A header could not be written: why (FFmpeg's words) and what (the stream it failed on)."""
 
@@ -333,16 +349,17 @@ class _HeaderError(Exception):
         self.why, self.what = why, what
 
 
-def _header_ok(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> bool:
+def _header_ok(fmt: str | None, info: VideoInfo, opts: EncodeOptions, copies: bool = True) -> bool:
     try:
-        _try_header(fmt, info, opts)
+        _try_header(fmt, info, opts, copies)
     except _HeaderError:
         return False
     return True
 
 
-def _try_header(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
-    """Write a header with the output's streams to memory; a failure is a _HeaderError naming the stream."""
+def _try_header(fmt: str | None, info: VideoInfo, opts: EncodeOptions, copies: bool = True) -> None:
+    """Write a header with the output's streams (the video alone, without ``copies``) to memory; a
+    failure is a _HeaderError naming the stream."""
     out = av.open(io.BytesIO(), "w", format=fmt)
     what = f"{opts.codec} video"
     try:
@@ -352,7 +369,7 @@ def _try_header(fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
         s.time_base = info.time_base
         copied = 0
         with open_container(info.path) as src:
-            for st in src.streams:
+            for st in src.streams if copies else ():
                 if st.type in COPY_TYPES:
                     if st.codec_context is None:
                         raise DamagedInput(f"the input's {st.type} stream #{st.index} has no known codec (damaged?), "
