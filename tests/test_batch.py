@@ -33,6 +33,10 @@ def test_inputs_are_found_and_named_predictably(tmp_path):
               root / "notes.pdf"):
         p.write_bytes(b"x")
     (root / "scans" / "f1.png").write_bytes(b"x")
+    (root / "dpx").mkdir()  # scans vidcolor cannot read: a frame folder, which then fails saying what to do
+    (root / "dpx" / "r000001.dpx").write_bytes(b"x")
+    (tmp_path / "nothing").mkdir()  # named, but holds neither videos nor frames: reported, not passed over
+    (tmp_path / "nothing" / "notes.txt").write_text("x")
     loose = tmp_path / "loose"
     loose.mkdir()
     (loose / "a.mp4").write_bytes(b"x")
@@ -42,11 +46,12 @@ def test_inputs_are_found_and_named_predictably(tmp_path):
     out = root / "colour"  # inside an input folder: never searched as input
     out.mkdir()
     (out / "old.mp4").write_bytes(b"x")
-    got = {(it.kind, str(it.output.relative_to(out))) for it in find_items([root, lst], out)}
+    got = {(it.kind, str(it.output.relative_to(out))) for it in find_items([root, lst, tmp_path / "nothing"], out)}
     assert got == {
         ("video", "reel1/a.mp4"), ("video", "reel2/a.mp4"),  # below a folder: the path below it
         ("video", "b.mkv"),  # x264 does not go in .webm
-        ("frames", "scans"),
+        ("frames", "scans"), ("frames", "dpx"),
+        ("empty", "nothing"),
         ("video", "a.mp4"),  # a file named on its own keeps its name...
         ("missing", "missing.mov"),  # reported as failed, with the others done
     }  # reel1/a.mp4, named twice (in the folder and the list), is coloured once

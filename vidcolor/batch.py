@@ -45,7 +45,7 @@ class Item:
 
     input: Path
     output: Path
-    kind: str  # "video", "frames", or "missing" (reported as failed, never run)
+    kind: str  # "video", "frames", or "missing" / "empty" (a folder without either; reported as failed, never run)
     shown: str = ""  # the input as the user named it, for the table
 
     def __post_init__(self) -> None:
@@ -120,7 +120,10 @@ def _add(path: Path, out: Path, items: list[Item], from_list: bool) -> None:
         if _holds_frames(path):
             items.append(Item(path, out / path.name, "frames"))
         else:
+            found = len(items)
             _walk(path, path, out, items)
+            if len(items) == found:  # named by the user, so its emptiness is reported, not passed over
+                items.append(Item(path, out / path.name, "empty"))
     elif path.suffix.lower() in LIST_EXTS and not from_list:
         for line in _read_list(path):
             p = Path(line)
@@ -154,8 +157,9 @@ def _read_list(path: Path) -> list[str]:
 
 
 def _holds_frames(folder: Path) -> bool:
-    return any(p.suffix.lower() in frameio.EXTENSIONS and not p.name.startswith(".") and p.is_file()
-               for p in folder.iterdir())
+    """Frames vidcolor reads, or scans it does not (DPX...): such a folder fails with what to do about it."""
+    exts = frameio.EXTENSIONS + frameio.SCAN_FORMATS
+    return any(p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file() for p in folder.iterdir())
 
 
 def _video_name(path: Path) -> str:
@@ -204,6 +208,8 @@ def run_item(item: Item, opts: Options, chunk: "Chunk | None" = None) -> Row:
     try:
         if item.kind == "missing":
             raise InputError(f"input not found: {item.input}")
+        if item.kind == "empty":
+            raise InputError(f"no videos or frames found in the folder {item.input}")
         item.output.parent.mkdir(parents=True, exist_ok=True)
         if chunk is not None:  # --restart was applied once, before the chunks (chunks.prepare)
             res = opts.video_task(item).run(chunk, restart=False)
@@ -226,7 +232,7 @@ def pending(items: list[Item], opts: Options) -> tuple[list[Item], list[Row]]:
     """Split the batch into what to run and the rows of what is not run (finished, or not there)."""
     todo, skipped = [], []
     for it in items:
-        if it.kind == "missing":
+        if it.kind in ("missing", "empty"):
             skipped.append(run_item(it, opts))  # fails at once: no worker needed
         elif not opts.overwrite and is_finished(it):
             skipped.append(Row(it, "skipped"))
