@@ -232,6 +232,10 @@ def check_output(inp: dict, out: dict) -> list[str]:
         bad.append(f"{len(out['side'])} audio/subtitle streams out, {len(inp['side'])} in")
     for k, (a, b) in enumerate(zip(inp["side"], out["side"])):
         if [x[0] for x in a] != [x[0] for x in b]:
+            # PCM has no packets of its own: the mov demuxer reads it back in chunks of its choosing,
+            # so the same samples must come out, starting at the same time
+            if b"".join(x[0] for x in a) == b"".join(x[0] for x in b) and a and abs(a[0][1] - b[0][1]) <= tick:
+                continue
             bad.append(f"audio/subtitle stream {k}: packet bytes differ ({len(a)} in, {len(b)} out)")
         elif any(abs(x[1] - y[1]) > tick for x, y in zip(a, b)):
             bad.append(f"audio/subtitle stream {k}: packet times differ")
@@ -278,6 +282,9 @@ MATRIX: list[Source] = [
            pix="yuv420p10le", tags={"depth": 10}),
     Source("mpeg2_interlaced", ".mpg", ("-c:v", "mpeg2video", "-flags", "+ilme+ildct", "-top", "1", "-q:v", "4"),
            vf="tinterlace=interleave_top", rate="50", audio=(("-c:a", "mp2"),)),
+    # raw DV from tape transfers: FFmpeg 7's demuxer gives 60000 fps as its average rate, which made mp4 fail
+    Source("dv_pal_to_mp4", ".dv", ("-target", "pal-dv"), size="720x576", rate="25", audio=(("-c:a", "pcm_s16le"),),
+           out=".mp4"),
     Source("vfr", ".mp4", X264, vf="select='not(eq(mod(n\\,3)\\,2))'", extra=("-fps_mode", "vfr"), out=".mp4"),
     Source("rotated", ".mp4", X264, out=".mp4", tags={"rotation": 90}),
     Source("no_audio", ".mp4", X264, audio=(), out=".mp4"),

@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from . import yuv as yuvmod
-from .videoio import COLOUR_SPREAD, ONE_PER_PACKET, describe_error, main_video, open_container
+from .videoio import COLOUR_SPREAD, ONE_PER_PACKET, describe_error, film_rate, main_video, open_container
 
 REORDER = 4  # decoded frames held back so a decoder's slightly out-of-order output is put right
 
@@ -164,7 +164,7 @@ def has_colour(img: np.ndarray) -> bool:
 
 def _frame_step(v: av.video.stream.VideoStream) -> int:
     """Ticks of the stream's time_base per frame, for pictures that come without a timestamp."""
-    rate = v.average_rate or v.guessed_rate
+    rate = film_rate(v)
     if rate and v.time_base:
         return max(1, int(round(1 / (rate * v.time_base))))
     return 1

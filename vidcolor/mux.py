@@ -14,7 +14,7 @@ import av
 
 from .decode import DecodeReport
 from .errors import DamagedInput, VidcolorError
-from .videoio import COPY_TYPES, DISK_ERRNOS, describe_error, main_video, mp4_options, open_container
+from .videoio import COPY_TYPES, DISK_ERRNOS, describe_error, film_rate, main_video, mp4_options, open_container
 
 
 @dataclass
@@ -72,10 +72,10 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
             vs.time_base = vt.time_base
         src = open_container(source)
         film = main_video(src)
-        if film is not None and film.average_rate:
+        if film is not None and film_rate(film):
             # Matroska writes its DefaultDuration from this; left unset it says 1000 fps (or the
             # segment's clock rate), which players and probes then report as the film's rate.
-            vs.codec_context.framerate = film.average_rate
+            vs.codec_context.framerate = film_rate(film)
         copies = {}
         for s in src.streams:
             if s.type in COPY_TYPES:

@@ -129,6 +129,15 @@ def _seconds(s: av.stream.Stream) -> float:
         return 0.0
 
 
+def film_rate(v: av.video.stream.VideoStream) -> Fraction | None:
+    """The film's frame rate: the stream's average, unless no film runs at that (over 1000 fps: FFmpeg 7's
+    DV demuxer reports its 1/60000 clock as the average), then FFmpeg's guess from the frame timing."""
+    avg, guess = v.average_rate, v.guessed_rate
+    if avg and avg <= 1000:
+        return avg
+    return guess or avg or None
+
+
 def main_video(c: av.container.InputContainer) -> av.video.stream.VideoStream | None:
     """The film's video stream, so that a cover picture or a thumbnail track stored first is not taken
     for it: not an attached picture, then the longest, the one with the most frames, FFmpeg's own choice
@@ -158,14 +167,14 @@ def probe(path: Path) -> VideoInfo:
             raise InputError(f"no decoder for the video stream of {path}")
         tb = v.time_base or Fraction(1, 90000)
         frames = v.frames or 0
-        if not frames and v.duration and v.average_rate:
-            frames = int(round(float(v.duration * tb * v.average_rate)))
-        elif not frames and c.duration and v.average_rate:
-            frames = int(round(c.duration / 1_000_000 * float(v.average_rate)))
+        rate = film_rate(v)
+        if not frames and v.duration and rate:
+            frames = int(round(float(v.duration * tb * rate)))
+        elif not frames and c.duration and rate:
+            frames = int(round(c.duration / 1_000_000 * float(rate)))
         copy = [f"{s.type}:{s.codec_context.name if s.codec_context else '?'}" for s in c.streams
                 if s.type in COPY_TYPES]
         sar = cc.sample_aspect_ratio or None
-        rate = v.average_rate or v.guessed_rate
         width, height, fmt = cc.width, cc.height, cc.format
         v.thread_type = "SLICE"  # decode as iter_frames() does, so both see the same first picture
         first = _first_frame(c, v)
