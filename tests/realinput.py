@@ -39,6 +39,7 @@ class Source:
     exits: tuple[int, ...] = (0,)  # acceptable exit codes
     says: str = ""  # words the one error line must hold, when the run must fail
     cover: bool = False  # a one-picture MJPEG video stream stored before the film's (a cover, a thumbnail)
+    options: tuple[str, ...] = ()  # more vidcolor options (an output codec...)
     tags: dict = field(default_factory=dict, hash=False)
 
 
@@ -188,6 +189,7 @@ def read(path: Path) -> dict:
     with av.open(str(path)) as c:
         v = c.streams.video[film_index(path)]
         size = (v.codec_context.width, v.codec_context.height)
+        sar = v.sample_aspect_ratio or v.codec_context.sample_aspect_ratio  # the container's, else the codec's
         fmt = v.codec_context.format
         depth = max(comp.bits for comp in fmt.components) if fmt else 8
         tick = max([v.time_base] + [s.time_base for s in c.streams if s.type in ("audio", "subtitle")])
@@ -209,7 +211,7 @@ def read(path: Path) -> dict:
                      "chapters": [(round(float(ch["start"] * ch["time_base"]), 3), ch["metadata"].get("title"))
                                   for ch in c.chapters()]}
     return {"times": times, "size": size, "depth": depth, "rotation": rotation, "errors": errors, "side": side,
-            "tick": tick, **described}
+            "tick": tick, "sar": sar, **described}
 
 
 def check_output(inp: dict, out: dict) -> list[str]:
@@ -285,6 +287,10 @@ MATRIX: list[Source] = [
     # raw DV from tape transfers: FFmpeg 7's demuxer gives 60000 fps as its average rate, which made mp4 fail
     Source("dv_pal_to_mp4", ".dv", ("-target", "pal-dv"), size="720x576", rate="25", audio=(("-c:a", "pcm_s16le"),),
            out=".mp4"),
+    # anamorphic pixels (PAL DV's 16:15): in H.264 the bitstream also says so; ProRes has only the container
+    Source("anamorphic_mkv", ".mkv", X264, vf="setsar=16/15", tags={"sar": Fraction(16, 15)}),
+    Source("anamorphic_prores", ".mov", ("-c:v", "prores_ks"), pix="yuv422p10le", vf="setsar=16/15", out=".mov",
+           options=("--codec", "prores_ks"), audio=(("-c:a", "pcm_s24le"),), tags={"sar": Fraction(16, 15), "depth": 10}),
     Source("vfr", ".mp4", X264, vf="select='not(eq(mod(n\\,3)\\,2))'", extra=("-fps_mode", "vfr"), out=".mp4"),
     Source("rotated", ".mp4", X264, out=".mp4", tags={"rotation": 90}),
     Source("no_audio", ".mp4", X264, audio=(), out=".mp4"),

@@ -26,7 +26,7 @@ def colour(src: ri.Source, folder, weights) -> tuple[int, str, object, object]:
     before = hashlib.sha256(inp.read_bytes()).hexdigest()
     out = folder / f"out{src.out}"
     code, err = run_cli("video", inp, out, "--weights", weights, "--render-size", "32", "--batch-size", "4",
-                        "--preset", "ultrafast")
+                        "--preset", "ultrafast", *src.options)
     assert hashlib.sha256(inp.read_bytes()).hexdigest() == before, "the input was modified"
     return code, err, inp, out
 

@@ -70,6 +70,8 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
             vt = first.streams.video[0]
             vs = out.add_stream_from_template(vt)
             vs.time_base = vt.time_base
+            if vt.sample_aspect_ratio:  # the template leaves it out; only the container carries it for ProRes
+                vs.sample_aspect_ratio = vt.sample_aspect_ratio
         src = open_container(source)
         film = main_video(src)
         if film is not None and film_rate(film):

@@ -174,7 +174,8 @@ def probe(path: Path) -> VideoInfo:
             frames = int(round(c.duration / 1_000_000 * float(rate)))
         copy = [f"{s.type}:{s.codec_context.name if s.codec_context else '?'}" for s in c.streams
                 if s.type in COPY_TYPES]
-        sar = cc.sample_aspect_ratio or None
+        # the container's, as FFmpeg prefers it; ProRes and other intra codecs keep it nowhere else
+        sar = v.sample_aspect_ratio or cc.sample_aspect_ratio or None
         width, height, fmt = cc.width, cc.height, cc.format
         v.thread_type = "SLICE"  # decode as iter_frames() does, so both see the same first picture
         first = _first_frame(c, v)
