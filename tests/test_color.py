@@ -47,3 +47,17 @@ def test_gamut_bins_cover_real_colours():
     prim = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=torch.float32).T[:, :, None]
     ab = rgb_to_lab(prim)[1:, :, 0].T
     assert torch.cdist(ab, bins).min(dim=1).values.max() < 15
+
+
+@pytest.mark.parametrize("h,w", [(48, 64), (37, 53)])
+def test_grey_to_l_is_rgb_to_l_of_three_equal_channels(h, w):
+    from vidcolor.color import grey_to_l, rgb_to_l
+
+    g = torch.rand(2, h, w, 1)
+    rgb = g.expand(2, h, w, 3).contiguous().permute(0, 3, 1, 2)
+    a, b = rgb_to_l(rgb), grey_to_l(g)
+    assert a.shape == b.shape == (2, 1, h, w)
+    # the same ops; only where the vectorised pow meets the array's tail may an ulp differ
+    assert torch.allclose(a, b, rtol=0, atol=1e-4)
+    if (h * w) % 16 == 0:
+        assert torch.equal(a, b)

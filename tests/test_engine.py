@@ -108,3 +108,29 @@ def test_hinted_frames_take_the_guided_temperature(random_weights):
     warm = Engine(model, "cpu", render_size=64, temperature=0.38, guided_temperature=2.0).predict(frames, hint, mask)
     assert torch.allclose(same.ab[1], warm.ab[1], atol=1e-5)  # no hints: automatic readout either way
     assert (same.ab[0] - warm.ab[0]).abs().max().item() > 1e-2
+
+
+def test_grey_frames_hold_a_plane_and_compose_in_bounded_groups(engine, monkeypatch):
+    # Scans come as grey RGB; the keyframe carrier holds ~100 frames, and releases 48 at a time. Each
+    # held grey frame keeps one uint16 plane, not a float L, and composition takes a few frames at a
+    # time (2K scans went to 21 GB composing 48 at once), with the same bits as composing each alone.
+    from vidcolor import stream
+
+    monkeypatch.setattr(stream, "COMPOSE_PIXELS", 3 * 64 * 48)  # three of these frames per group
+    grey = [np.repeat((frame_pattern(i, 64, 48).astype(np.uint16) * 257)[..., :1], 3, axis=-1) for i in range(7)]
+    colour = frame_pattern(7, 64, 48, grey=False).astype(np.uint16) * 257
+    items = stream._predict_batch(engine, [(i, f, None) for i, f in enumerate(grey + [colour])], None)
+    assert all(it.payload.L_full is None and it.payload.grey.shape == (48, 64) for it in items[:7])
+    assert items[7].payload.grey is None and items[7].payload.L_full is not None
+    sizes: list[int] = []
+    real = engine.compose_l
+    monkeypatch.setattr(engine, "compose_l", lambda L, ab, dtype: sizes.append(len(L)) or real(L, ab, dtype))
+    together = [rgb for _, rgb in stream._compose(engine, items, 0)]
+    assert sizes == [3, 3, 1, 1]  # bounded, and the colour frame in a group of its own
+    alone = [rgb for it in items for _, rgb in stream._compose(engine, [it], 0)]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone))
+    # the grey frames' L at composition is the L they were predicted from
+    L = engine.full_l(grey)
+    assert torch.equal(L, engine.grey_l([g[..., 0] for g in grey]))
+    for out, g in zip(together[:7], grey):
+        assert out.dtype == np.uint16 and out.shape == g.shape

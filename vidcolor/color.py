@@ -62,6 +62,19 @@ def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     return 116.0 * fy - 16.0
 
 
+def grey_to_l(grey: torch.Tensor) -> torch.Tensor:
+    """:func:`rgb_to_l` of an image whose three channels are all ``grey`` (N, H, W, 1) in [0, 1], with
+    the transfer curve evaluated once instead of three times. Returns (N, 1, H, W). The numbers are
+    rgb_to_l's, bit for bit where the vectorised pow covers the whole array, else within an ulp
+    (tests/test_color.py). Prediction and composition both use it for grey frames, so they agree."""
+    g = grey.clamp(0.0, 1.0)
+    lin = torch.where(g > 0.04045, ((g + 0.055) / 1.055) ** 2.4, g / 12.92)
+    lin = lin.expand(*lin.shape[:-1], 3).contiguous().permute(0, 3, 1, 2)  # rgb_to_l's input layout
+    y = _mix(_RGB2XYZ[1:2], lin)
+    fy = torch.where(y > 0.008856, y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
+    return 116.0 * fy - 16.0
+
+
 def l_to_y(L: torch.Tensor) -> torch.Tensor:
     """CIE L (0..100) to relative luminance Y (0..1): the inverse of :func:`rgb_to_l`'s curve."""
     fy = (L + 16.0) / 116.0

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import lab_to_rgb, rgb_to_l
+from .color import grey_to_l, lab_to_rgb, rgb_to_l
 from .context import SceneContext
 from .data import make_input
 from .defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
@@ -84,6 +84,11 @@ class Engine:
         x = x.float() / (255.0 if frames[0].dtype == np.uint8 else 65535.0)
         return x
 
+    def grey_l(self, planes: list[np.ndarray]) -> torch.Tensor:
+        """Full-resolution L (N, 1, H, W) of grey frames, each given as one (H, W) uint8/uint16 plane
+        (:func:`grey_plane`): a third of the RGB path's work and memory."""
+        return grey_to_l(self._upload([p[..., None] for p in planes]).permute(0, 2, 3, 1))
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cuda:
             return torch.autocast("cuda", dtype=torch.float16)
@@ -91,8 +96,12 @@ class Engine:
 
     def full_l(self, frames: list[np.ndarray], yuv: YuvSpec | None = None) -> torch.Tensor:
         """Full-resolution L (N, 1, H, W) on the device: of (H, W, 3) RGB frames, or with ``yuv``
-        of (H, W) Y planes through its lookup table (no RGB conversion)."""
+        of (H, W) Y planes through its lookup table (no RGB conversion). RGB frames that are all
+        grey (three equal channels) go through :meth:`grey_l`, as composition then does."""
         if yuv is None:
+            planes = [grey_plane(f) for f in frames]
+            if all(p is not None for p in planes):
+                return self.grey_l(planes)
             return rgb_to_l(self._upload(frames))
         L = luma_to_l(frames, yuv)
         return L.pin_memory().to(self.device, non_blocking=True) if self.cuda else L
@@ -172,6 +181,15 @@ class Engine:
         q = chroma(L.to(self.device), ab.to(self.device), yuv, shape).cpu().numpy()  # the one sync per batch
         q = q.astype(yuv.dtype)
         return [(x[0], x[1]) for x in q]
+
+
+def grey_plane(img: np.ndarray) -> np.ndarray | None:
+    """One channel of an (H, W, 3) frame whose three channels are equal (grey scans read as RGB), else None."""
+    if img.ndim != 3 or img.shape[-1] != 3:
+        return None
+    if not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])):
+        return None
+    return np.ascontiguousarray(img[..., 0])  # a copy: a view would keep the whole RGB frame alive
 
 
 def _hinted(hint_mask: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 
 from . import yuv as yuvmod
 from .context import SceneContext
-from .engine import Engine, render_shape
+from .engine import Engine, grey_plane, render_shape
 from .guide import blend, hints_for
 from .keyframes import Carrier
 from .prefetch import Prefetcher
@@ -113,17 +113,20 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
 class Carried(NamedTuple):
     """An :class:`Item`'s payload from prediction to composition and the writer."""
 
-    # (1, H, W) the input's own full-resolution L, so it is computed once. None on the plane path, where
-    # composition reads it again from ``luma`` through the same lookup table: the keyframe carrier holds
-    # up to 2 * AHEAD frames, and 4 bytes a pixel each (0.8 GB at 1080p) is worth more than one lookup
+    # (1, H, W) the input's own full-resolution L, so it is computed once. None where composition can
+    # compute it again from something smaller, since the keyframe carrier holds up to 2 * AHEAD
+    # frames and 4 bytes a pixel each is 0.8 GB at 1080p and 5 GB for 4K scans: on the plane path
+    # from ``luma``, through the same lookup table; for grey RGB frames (scans) from ``grey``.
     L_full: torch.Tensor | None
     tag: Any              # the caller's payload for the frame (the video's pts)
     dtype: np.dtype       # the input's sample type (uint8 or uint16), kept in the output
     luma: np.ndarray | None = None  # the plane path: the input's Y plane, which goes out untouched
+    grey: np.ndarray | None = None  # an RGB frame whose three channels are equal: one of them, (H, W)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.luma.shape[-2:]) if self.luma is not None else tuple(self.L_full.shape[-2:])
+        plane = self.luma if self.luma is not None else self.grey
+        return tuple(plane.shape[-2:]) if plane is not None else tuple(self.L_full.shape[-2:])
 
 
 def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], guides: dict | None,
@@ -143,10 +146,21 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         ab = pred.ab[i]
         if guided and guided[i] is not None:
             ab = blend(ab, guided[i], pred.L[i])
-        # the item carries the input's full-resolution L to composition (the plane path: its Y plane, not the frame)
-        items.append(Item(idx, pred.L[i], ab, Carried(pred.L_full[i] if yuv is None else None, payload, img.dtype,
-                                                      img if yuv is not None else None)))
+        # the item carries to composition the input's full-resolution L, or what L is made from again:
+        # on the plane path its Y plane, for a grey RGB frame one of its channels
+        if yuv is not None:
+            carried = Carried(None, payload, img.dtype, luma=img)
+        else:
+            grey = grey_plane(img)
+            carried = Carried(pred.L_full[i] if grey is None else None, payload, img.dtype, grey=grey)
+        items.append(Item(idx, pred.L[i], ab, carried))
     return items
+
+
+# Pixels composed at once (at most 8 frames). The keyframe carrier releases a block of AHEAD frames
+# together, and composing all of them in one go holds several full-resolution float copies of each:
+# 19 GB for 48 2K scans. Each frame is composed by the same ops whatever the group, so the bits do not change.
+COMPOSE_PIXELS = 8_000_000
 
 
 def _compose(engine: Engine, items: list[Item], start: int,
@@ -158,13 +172,18 @@ def _compose(engine: Engine, items: list[Item], start: int,
     while i < len(items):
         j = i + 1
         shape, dtype = items[i].payload.shape, items[i].payload.dtype
-        while j < len(items) and items[j].payload.shape == shape and items[j].payload.dtype == dtype:
+        group_max = min(8, max(1, COMPOSE_PIXELS // (shape[0] * shape[1])))
+        grey = items[i].payload.grey is not None
+        while (j < len(items) and j - i < group_max and items[j].payload.shape == shape
+               and items[j].payload.dtype == dtype and (items[j].payload.grey is not None) == grey):
             j += 1
         group = items[i:j]
         ab = torch.stack([it.ab for it in group])
         if yuv is not None:
             L = engine.full_l([it.payload.luma for it in group], yuv)
             out = [yuvmod.Planes(it.payload.luma, u, v) for it, (u, v) in zip(group, engine.compose_uv(L, ab, yuv))]
+        elif grey:  # the same ops as predict's for an all-grey batch
+            out = engine.compose_l(engine.grey_l([it.payload.grey for it in group]), ab, dtype)
         else:
             out = engine.compose_l(torch.stack([it.payload.L_full for it in group]), ab, dtype)
         yield from zip(group, out)
