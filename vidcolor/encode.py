@@ -6,6 +6,7 @@ picture alone (zeroed row padding, x264 held to AVX2), so a resumed job equals a
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
 import threading
@@ -119,10 +120,10 @@ class SegmentWriter:
     """
 
     def __init__(self, path: Path, info: VideoInfo, opts: EncodeOptions, queue_size: int = 8,
-                 yuv: YuvSpec | None = None, source: str = "the input"):
+                 yuv: YuvSpec | None = None, source: str = "the input", container: str | None = None):
         self.path = path
         self.source = source  # named in errors
-        fmt = segment_format(info, opts)
+        fmt = container or segment_format(info, opts)  # a job passes what check_output_format found once
         self.out = av.open(str(path), "w", format=fmt, options=mp4_options(fmt, info.time_base))
         s = self.out.add_stream(opts.codec, rate=info.rate or Fraction(25))
         s.width, s.height = info.width, info.height
@@ -302,13 +303,15 @@ def _zero_padding(frame: av.VideoFrame) -> av.VideoFrame:
     return frame
 
 
-def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> None:
+def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: EncodeOptions) -> str:
     """Fail now, not after hours of colouring, if OUTPUT's container cannot hold the video codec
     or the input's audio and subtitle streams: write a header to memory with the same streams.
+    Returns the container of the job's segment files (:func:`segment_format`), which must hold the
+    video too.
 
     The error names a container that does hold them. Streams that no container takes are damaged
     input (exit 4), not a poor choice of container."""
-    segment_format(info, opts)  # the job's own files must hold the video too
+    container = segment_format(info, opts)
     try:
         _try_header(fmt, info, opts)
     except _HeaderError as e:
@@ -322,6 +325,7 @@ def check_output_format(dest: Path, fmt: str | None, info: VideoInfo, opts: Enco
                                f"damaged, so the output would lose it") from None
         hint = f"; choose a {other} output instead" if other else ""
         raise VidcolorError(f"{dest.suffix or 'the output'} files cannot hold {e.what} ({e.why}){hint}") from None
+    return container
 
 
 _FALLBACKS = (("matroska", ".mkv"), ("mp4", ".mp4"), ("mov", ".mov"))
@@ -368,8 +372,9 @@ def _try_header(fmt: str | None, info: VideoInfo, opts: EncodeOptions, copies: b
         s.pix_fmt = choose_pix_fmt(opts, info.bit_depth, info.width, info.height)
         s.time_base = info.time_base
         copied = 0
-        with open_container(info.path) as src:
-            for st in src.streams if copies else ():
+        # the segment check (no copies) needs nothing of the input but what ``info`` holds
+        with open_container(info.path) if copies else contextlib.nullcontext() as src:
+            for st in src.streams if src is not None else ():
                 if st.type in COPY_TYPES:
                     if st.codec_context is None:
                         raise DamagedInput(f"the input's {st.type} stream #{st.index} has no known codec (damaged?), "

@@ -203,7 +203,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     _check_output(src, dest, overwrite or leftover is not None)
     info = videoio.probe(src)
     check_codec(encode)
-    check_output_format(dest, fmt, info, encode)
+    container = check_output_format(dest, fmt, info, encode)
     engine, smoother, wsha = _prepare(settings)
     seg_len = segment_length(segment_frames, settings.batch_size)
     yuv = plane_spec(info, encode) if yuv_planes else None
@@ -227,7 +227,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                                                                         deinterlace=deinterlace, yuv=yuv)), yuv=yuv)
         _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
                          guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None,
-                         carrier=_carrier(settings, seg_len, guides))
+                         carrier=_carrier(settings, seg_len, guides), container=container)
     if chunk is not None:
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
         return res
@@ -281,8 +281,9 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
                      encode: EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
                      res: Result, guides: dict | None = None, deinterlace: bool = False,
                      yuv: yuvmod.YuvSpec | None = None, stop: int | None = None,
-                     carrier: Carrier | None = None) -> None:
-    """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given)."""
+                     carrier: Carrier | None = None, container: str | None = None) -> None:
+    """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given),
+    into segment files of the ``container`` format (:func:`vidcolor.encode.segment_format`)."""
     context = _context(settings)
     warm = _warm(start, smoother, carrier, settings.batch_size, context)
     if job.state.get("oom_batch_limit"):
@@ -318,7 +319,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
             k = item.index // seg_len
             if writer is None:
                 seg_start = k * seg_len
-                writer = SegmentWriter(job.temp_segment(k), info, encode, yuv=yuv, source=str(src))
+                writer = SegmentWriter(job.temp_segment(k), info, encode, yuv=yuv, source=str(src), container=container)
             writer.write(picture, item.payload.tag)
             last = item.index
             bar.update(1)
