@@ -27,14 +27,22 @@ def _mix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,...jhw->...ihw", m, x)
 
 
+def _linear(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB (clipped to [0, 1]) to linear light: the sRGB transfer curve."""
+    rgb = rgb.clamp(0.0, 1.0)
+    return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+
+
+def _f(t: torch.Tensor) -> torch.Tensor:
+    """CIE Lab's cube-root curve of a white-relative XYZ component."""
+    return torch.where(t > 0.008856, t.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * t + 16.0 / 116.0)
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1], shape (..., 3, H, W) -> Lab with L in [0, 100]."""
-    rgb = rgb.clamp(0.0, 1.0)
-    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = _mix(_RGB2XYZ, lin)
+    xyz = _mix(_RGB2XYZ, _linear(rgb))
     xyz = xyz / _WHITE.to(xyz).view(3, 1, 1)
-    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
-    fx, fy, fz = f.unbind(-3)
+    fx, fy, fz = _f(xyz).unbind(-3)
     L = 116.0 * fy - 16.0
     return torch.stack([L, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-3)
 
@@ -55,11 +63,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     """Only the L channel of :func:`rgb_to_lab`, shape (..., 1, H, W); cheaper."""
-    rgb = rgb.clamp(0.0, 1.0)
-    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    y = _mix(_RGB2XYZ[1:2], lin)  # white Y is 1.0
-    fy = torch.where(y > 0.008856, y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
-    return 116.0 * fy - 16.0
+    return 116.0 * _f(_mix(_RGB2XYZ[1:2], _linear(rgb))) - 16.0  # white Y is 1.0
 
 
 def grey_to_l(grey: torch.Tensor) -> torch.Tensor:
@@ -67,12 +71,9 @@ def grey_to_l(grey: torch.Tensor) -> torch.Tensor:
     the transfer curve evaluated once instead of three times. Returns (N, 1, H, W). The numbers are
     rgb_to_l's, bit for bit where the vectorised pow covers the whole array, else within an ulp
     (tests/test_color.py). Prediction and composition both use it for grey frames, so they agree."""
-    g = grey.clamp(0.0, 1.0)
-    lin = torch.where(g > 0.04045, ((g + 0.055) / 1.055) ** 2.4, g / 12.92)
+    lin = _linear(grey)
     lin = lin.expand(*lin.shape[:-1], 3).contiguous().permute(0, 3, 1, 2)  # rgb_to_l's input layout
-    y = _mix(_RGB2XYZ[1:2], lin)
-    fy = torch.where(y > 0.008856, y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
-    return 116.0 * fy - 16.0
+    return 116.0 * _f(_mix(_RGB2XYZ[1:2], lin)) - 16.0
 
 
 def l_to_y(L: torch.Tensor) -> torch.Tensor:
@@ -83,9 +84,7 @@ def l_to_y(L: torch.Tensor) -> torch.Tensor:
 
 def y_to_l(Y: torch.Tensor) -> torch.Tensor:
     """Relative luminance Y (clipped to 0..1) to CIE L (0..100), the curve of :func:`rgb_to_l`."""
-    Y = Y.clamp(0.0, 1.0)
-    fy = torch.where(Y > 0.008856, Y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * Y + 16.0 / 116.0)
-    return 116.0 * fy - 16.0
+    return 116.0 * _f(Y.clamp(0.0, 1.0)) - 16.0
 
 
 def normalize_l(L: torch.Tensor) -> torch.Tensor:

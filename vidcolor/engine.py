@@ -54,6 +54,7 @@ class Prediction:
     L: torch.Tensor   # (N, 1, h, w) L at render size, 0..100
     ab: torch.Tensor  # (N, 2, h, w) predicted ab at render size
     L_full: torch.Tensor | None = None  # (N, 1, H, W) the input's own L, kept for composition
+    grey: list[np.ndarray | None] | None = None  # RGB frames: each one's plane if it is grey (grey_plane)
 
 
 class Engine:
@@ -84,6 +85,12 @@ class Engine:
         x = x.float() / (255.0 if frames[0].dtype == np.uint8 else 65535.0)
         return x
 
+    def _rgb_l(self, frames: list[np.ndarray], planes: list[np.ndarray | None]) -> torch.Tensor:
+        """:meth:`full_l` of RGB ``frames``, given their :func:`grey_plane`: all grey goes through :meth:`grey_l`."""
+        if all(p is not None for p in planes):
+            return self.grey_l(planes)
+        return rgb_to_l(self._upload(frames))
+
     def grey_l(self, planes: list[np.ndarray]) -> torch.Tensor:
         """Full-resolution L (N, 1, H, W) of grey frames, each given as one (H, W) uint8/uint16 plane
         (:func:`grey_plane`): a third of the RGB path's work and memory."""
@@ -99,10 +106,7 @@ class Engine:
         of (H, W) Y planes through its lookup table (no RGB conversion). RGB frames that are all
         grey (three equal channels) go through :meth:`grey_l`, as composition then does."""
         if yuv is None:
-            planes = [grey_plane(f) for f in frames]
-            if all(p is not None for p in planes):
-                return self.grey_l(planes)
-            return rgb_to_l(self._upload(frames))
+            return self._rgb_l(frames, [grey_plane(f) for f in frames])
         L = luma_to_l(frames, yuv)
         return L.pin_memory().to(self.device, non_blocking=True) if self.cuda else L
 
@@ -129,7 +133,8 @@ class Engine:
         """Predict ab for same-sized frames (RGB, or Y planes with ``yuv``: see :meth:`full_l`).
         Hints, if given, are at render size. With ``context`` the frames are ``indices`` of one
         stream, and the global branch's vector is filtered over them (:mod:`vidcolor.context`)."""
-        L_full = self.full_l(frames, yuv)
+        grey = [grey_plane(f) for f in frames] if yuv is None else None  # found once, kept for composition
+        L_full = self._rgb_l(frames, grey) if grey is not None else self.full_l(frames, yuv)
         L = self._render(L_full)
         h, w = L.shape[-2:]
         if hint_ab is not None:
@@ -147,7 +152,7 @@ class Engine:
             bound.commit()
         ab = self.model.decode_ab(out, self.readout_temperature(hint_mask))
         ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-        return Prediction(L=L, ab=ab.float().contiguous(), L_full=L_full)
+        return Prediction(L=L, ab=ab.float().contiguous(), L_full=L_full, grey=grey)
 
     @torch.inference_mode()
     def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
@@ -256,7 +261,8 @@ class OomGuard:
         if len(parts) == 1:
             return parts[0]
         return Prediction(L=torch.cat([p.L for p in parts]), ab=torch.cat([p.ab for p in parts]),
-                          L_full=torch.cat([p.L_full for p in parts]))
+                          L_full=torch.cat([p.L_full for p in parts]),
+                          grey=None if parts[0].grey is None else [g for p in parts for g in p.grey])
 
     def compose_l(self, L: torch.Tensor, ab: torch.Tensor, dtype: np.dtype) -> list[np.ndarray]:
         """:meth:`Engine.compose_l`, in smaller batches if need be."""

@@ -17,7 +17,7 @@ import torch
 
 from . import yuv as yuvmod
 from .context import SceneContext
-from .engine import Engine, grey_plane, render_shape
+from .engine import Engine, render_shape
 from .guide import blend, hints_for
 from .keyframes import Carrier
 from .prefetch import Prefetcher
@@ -151,7 +151,7 @@ def _predict_batch(engine: Engine, batch: list[tuple[int, np.ndarray, Any]], gui
         if yuv is not None:
             carried = Carried(None, payload, img.dtype, luma=img)
         else:
-            grey = grey_plane(img)
+            grey = pred.grey[i]
             carried = Carried(pred.L_full[i] if grey is None else None, payload, img.dtype, grey=grey)
         items.append(Item(idx, pred.L[i], ab, carried))
     return items
