@@ -74,10 +74,11 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
                 vs.sample_aspect_ratio = vt.sample_aspect_ratio
         src = open_container(source)
         film = main_video(src)
-        if film is not None and film_rate(film):
+        rate = film_rate(film) if film is not None else None
+        if rate:
             # Matroska writes its DefaultDuration from this; left unset it says 1000 fps (or the
             # segment's clock rate), which players and probes then report as the film's rate.
-            vs.codec_context.framerate = film_rate(film)
+            vs.codec_context.framerate = rate
         copies = {}
         for s in src.streams:
             if s.type in COPY_TYPES:
@@ -86,7 +87,7 @@ def join_segments(segments: list[Path], source: Path, dest: Path, fmt: str | Non
                 except (ValueError, av.error.FFmpegError) as e:
                     raise VidcolorError(f"cannot copy {s.type} stream #{s.index} ({s.codec_context.name}) "
                                         f"into {dest.suffix} output: {e}; try .mkv") from None
-        _copy_descriptions(src, out, (film, vs), copies)
+        _copy_descriptions(src, out, {**copies, **({film.index: vs} if film is not None else {})})
         side = _side_packets(src, [src.streams[i] for i in copies], rep) if copies else iter(())
         last: dict[int, int] = {}
         pending = next(side, None)
@@ -141,20 +142,16 @@ def _tags(metadata: dict[str, str]) -> dict[str, str]:
 
 
 def _copy_descriptions(src: av.container.InputContainer, out: av.container.OutputContainer,
-                       video: tuple[av.stream.Stream | None, av.stream.Stream],
-                       copies: dict[int, av.stream.Stream]) -> None:
-    """Carry the input's file tags, stream tags and dispositions, and chapters, into ``out``.
+                       streams: dict[int, av.stream.Stream]) -> None:
+    """Carry the input's file tags, the tags and dispositions of its ``streams`` (input index -> output
+    stream: the copied ones, and the film to its coloured replacement), and its chapters, into ``out``.
 
     Must run before the first packet is muxed (the header holds them). A format that cannot store
     one of them (chapters in MPEG-TS, say) leaves it out, as ffmpeg does."""
     out.metadata.update(_tags(src.metadata))
-    pairs = list(copies.items())
-    if video[0] is not None:  # the input's film stream, and the coloured one that replaces it
-        pairs.append((video[0].index, video[1]))
-    for i, dst in pairs:
-        s = src.streams[i]
-        dst.metadata.update(_tags(s.metadata))
-        dst.disposition = s.disposition
+    for i, dst in streams.items():
+        dst.metadata.update(_tags(src.streams[i].metadata))
+        dst.disposition = src.streams[i].disposition
     chapters = src.chapters()
     if chapters:
         out.set_chapters(chapters)
