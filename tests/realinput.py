@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 
@@ -90,22 +91,9 @@ def make(src: Source, folder: Path) -> Path:
     return dest
 
 
-def rotate(path: Path, degrees: int = 90) -> None:
-    """Give the video a display rotation, as phones do (ffmpeg 5 cannot set one on output)."""
-    tmp = path.with_name(f"tmp-{path.name}")
-    with av.open(str(path)) as src, av.open(str(tmp), "w") as out:
-        copies = {s.index: out.add_stream_from_template(s) for s in src.streams}
-        copies[src.streams.video[0].index].set_display_rotation(degrees)
-        for p in src.demux():
-            if p.dts is not None:
-                p.stream = copies[p.stream.index]
-                out.mux(p)
-    tmp.replace(path)
-
-
-def add_chapters(path: Path, chapters: list[tuple[float, str]]) -> None:
-    """Give the file chapters at (start seconds, title), each ending where the next starts (ffmpeg's
-    command line can only take them from a second, metadata input)."""
+def remux(path: Path, edit: Callable[[av.container.InputContainer, av.container.OutputContainer, dict], None]) -> None:
+    """Copy ``path``'s streams, tags and packets into a new file of the same kind, with ``edit(src, out, streams)``
+    applied before the first packet (``streams`` maps input index to output stream), and put it in place."""
     tmp = path.with_name(f"tmp-{path.name}")
     with av.open(str(path)) as src, av.open(str(tmp), "w") as out:
         out.metadata.update(src.metadata)
@@ -114,14 +102,27 @@ def add_chapters(path: Path, chapters: list[tuple[float, str]]) -> None:
             copies[s.index] = out.add_stream_from_template(s)
             copies[s.index].metadata.update(s.metadata)
             copies[s.index].disposition = s.disposition
-        ends = [t for t, _ in chapters[1:]] + [float(src.duration or 0) / av.time_base]
-        out.set_chapters([{"id": k + 1, "start": int(t * 1000), "end": int(e * 1000), "time_base": Fraction(1, 1000),
-                           "metadata": {"title": name}} for k, ((t, name), e) in enumerate(zip(chapters, ends))])
+        edit(src, out, copies)
         for pk in src.demux():
             if pk.size:  # not the demuxer's empty flush packets (Matroska leaves dts unset on B-frames)
                 pk.stream = copies[pk.stream.index]
                 out.mux(pk)
     tmp.replace(path)
+
+
+def rotate(path: Path, degrees: int = 90) -> None:
+    """Give the video a display rotation, as phones do (ffmpeg 5 cannot set one on output)."""
+    remux(path, lambda src, out, streams: streams[src.streams.video[0].index].set_display_rotation(degrees))
+
+
+def add_chapters(path: Path, chapters: list[tuple[float, str]]) -> None:
+    """Give the file chapters at (start seconds, title), each ending where the next starts (ffmpeg's
+    command line can only take them from a second, metadata input)."""
+    def edit(src: av.container.InputContainer, out: av.container.OutputContainer, streams: dict) -> None:
+        ends = [t for t, _ in chapters[1:]] + [float(src.duration or 0) / av.time_base]
+        out.set_chapters([{"id": k + 1, "start": int(t * 1000), "end": int(e * 1000), "time_base": Fraction(1, 1000),
+                           "metadata": {"title": name}} for k, ((t, name), e) in enumerate(zip(chapters, ends))])
+    remux(path, edit)
 
 
 def add_cover(path: Path) -> None:
