@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from eval_guided import frames  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402
-from vidcolor.pipeline import DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
+from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
+from vidcolor.settings import DEFAULT_WINDOW  # noqa: E402
 
 
 def grey_copy(src: Path, dest: Path) -> None:

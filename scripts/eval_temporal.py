@@ -56,7 +56,8 @@ from vidcolor.color import rgb_to_lab  # noqa: E402
 from vidcolor.temporal_metrics import flow_pair, sample_at_flow  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402
 from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
-from vidcolor.temporal import DEFAULT_WINDOW, Smoother  # noqa: E402
+from vidcolor.settings import DEFAULT_WINDOW  # noqa: E402
+from vidcolor.temporal import Smoother  # noqa: E402
 from vidcolor.encode import EncodeOptions, write_rgb_video  # noqa: E402
 
 EVAL_SHORT = 256

@@ -10,7 +10,6 @@ import contextlib
 import io
 import queue
 import threading
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,25 +18,13 @@ import av
 import numpy as np
 
 from .errors import DamagedInput, VidcolorError
+from .settings import EncodeOptions  # noqa: F401  (re-exported: vidcolor.encode.EncodeOptions)
 from .videoio import COPY_TYPES, DISK_ERRNOS, VideoInfo, describe_error, mp4_options, open_container
 from .yuv import Planes, YuvSpec, plan, tag_stream, to_frame
 
 
 _END = object()  # the writer thread's end-of-frames sentinel
 TONE_RATE = 16000  # sample rate of write_tone's test-clip audio
-
-
-@dataclass
-class EncodeOptions:
-    codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "medium"
-    pix_fmt: str | None = None  # None: yuv420p, or yuv420p10le for >8-bit input when the codec allows
-    threads: int = 0  # 0: the codec's own choice; recorded in job manifests so resumes match
-
-    def as_dict(self) -> dict:
-        return {"codec": self.codec, "crf": self.crf, "preset": self.preset, "pix_fmt": self.pix_fmt,
-                "threads": self.threads}
 
 
 def check_codec(opts: EncodeOptions) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .color import grey_to_l, lab_to_rgb, rgb_to_l
 from .context import SceneContext
 from .data import make_input
-from .defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
+from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from .errors import VidcolorError
 from .model import Colorizer
 from .yuv import YuvSpec, chroma, luma_to_l

@@ -61,12 +61,12 @@ import torch
 import torch.nn.functional as F
 
 from . import flow as fl
+from .settings import KEYFRAME_MODES as MODES  # noqa: F401  (re-exported; the choices live with the setting)
 from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 
 DECAY = 0.985      # evidence kept per frame carried: a memory of about 67 frames (2.7 s at 25 fps) each side
 FB_KEEP = 0.6      # evidence kept where the flow fails its forward-backward check (LK fails often on film)
 KEY_WEIGHT = 1.0 / (1.0 - DECAY)  # a guided keyframe's colour counts as a full memory of frames
-MODES = ("off", "auto")
 # The carrying rule's version, kept in a job's manifest: 4 is the two-sided running mean (session 15), 3 the
 # forward-only one (session 13), 2 the renewed decaying trust. A job begun under another rule does not
 # resume, which would mix two rules in one film.
