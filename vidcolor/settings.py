@@ -25,7 +25,7 @@ DEFAULT_BATCH = 8
 DEFAULT_RENDER = 256
 DEFAULT_SEGMENT = 240
 DEFAULT_CHUNK = 2400  # frames per Ray chunk: ten default segments, 100 s of film at 24 fps
-# Chosen on the dev split (weights/README.md): PSNR +1.3 dB over grey, 0.87 of the colour.
+# Chosen on the dev split (docs/quality.md, "Readout temperature"): PSNR +1.3 dB over grey, 0.87 of the colour.
 DEFAULT_TEMPERATURE = 0.38
 # For frames given colour hints (a reference or pins): the hints settle the likely colours,
 # so a warmer readout averages away the rest of the guesses. On the 278 dev photos with 10
@@ -37,10 +37,10 @@ DEFAULT_CUT_THRESHOLD = 0.5
 # Shot-consistent colour on by default (issue 15): on the dev clips and on two sets of clips made
 # fresh it lowered the ab warp error of window 3 on every clip (pooled 0.45x -> 0.40x of per-frame
 # output on the dev clips) and kept PSNR within 0.1 dB of per-frame output
-# (docs/lab-notes/2026-06-keyframes-default.md).
+# (docs/lab-notes/2026-12-04-keyframes-default.md).
 DEFAULT_KEYFRAMES = "auto"
 # The global branch's scene vector steadied over the last second of a shot (vidcolor.context);
-# opt-in: it costs some clips 0.06-0.07 dB (docs/lab-notes/2026-07-steady-scene-context.md).
+# opt-in: it costs some clips 0.06-0.07 dB (docs/lab-notes/2026-12-04-steady-scene-context.md).
 DEFAULT_SCENE_CONTEXT = "off"
 
 DEVICES = ("auto", "cpu", "cuda")
