@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""A long test reel: a clip and its audio, N times back to back (for trying resume by hand).
+"""A long test reel: a clip and its audio, N times back to back (for trying resume by hand, and for
+``scripts/batch_bench.py reel``).
 
-    python scripts/experiments/long_reel.py ../shared/data/clips/imageio_cockatoo_8s.mp4 /tmp/long.mp4 8
+    python scripts/long_reel.py ../shared/data/clips/imageio_cockatoo_8s.mp4 /tmp/long.mp4 8
 
 The video is re-encoded (x264 crf 18) and the audio re-encoded to AAC with continuous timestamps.
 """
