@@ -32,7 +32,7 @@ from vidcolor import data as D
 from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluate import grey_baseline, image_metrics, resize_rgb, short_side_shape, write_json
-from vidcolor.defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
+from vidcolor.settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from vidcolor.train import predict_rgb
 from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
 

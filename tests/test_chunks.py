@@ -9,7 +9,7 @@ import pytest
 
 from vidcolor.chunks import VideoTask, colorize_chunked, plan_chunks
 from vidcolor.job import job_dir
-from vidcolor.pipeline import Settings
+from vidcolor.settings import RunOptions, Settings
 
 from .conftest import SHIPPED, make_clip, read_video
 
@@ -37,8 +37,8 @@ def clip66(tmp_path_factory) -> Path:
 
 
 def _task(src: Path, out: Path, weights: Path) -> VideoTask:
-    return VideoTask(src, out, Settings(weights=str(weights), batch_size=4, render_size=64, temporal_window=3),
-                     segment_frames=8)
+    return VideoTask(src, out, RunOptions(Settings(weights=str(weights), batch_size=4, render_size=64,
+                                                   temporal_window=3), segment_frames=8))
 
 
 @pytest.mark.parametrize("name,n", [("clip72", 70), ("clip66", 66)])

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import videoio
-from .defaults import DEFAULT_SEGMENT
-from .encode import EncodeOptions
 from .job import JOB_MANIFEST, job_dir, merge_chunks
-from .pipeline import Result, Settings, colorize_video
+from .pipeline import Result, colorize_video
+from .settings import DEFAULT_CHUNK, RunOptions
 from .stream import segment_length
 
 Chunk = tuple[int, "int | None"]
-DEFAULT_CHUNK = 2400  # frames: ten default segments, 100 s of film at 24 fps
 
 
 @dataclass
@@ -32,19 +30,15 @@ class VideoTask:
 
     input: Path
     output: Path
-    settings: Settings = field(default_factory=Settings)
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
-    segment_frames: int = DEFAULT_SEGMENT
-    deinterlace: bool = False
-    overwrite: bool = False
-    restart: bool = False
+    options: RunOptions = field(default_factory=RunOptions)
 
     def run(self, chunk: Chunk | None = None, restart: bool | None = None) -> Result:
         """Colour the whole video (``chunk`` None) or one chunk of it."""
-        return colorize_video(self.input, self.output, self.settings, self.encode, overwrite=self.overwrite,
-                              restart=self.restart if restart is None else restart,
-                              segment_frames=self.segment_frames, progress=False, log=lambda s: None,
-                              deinterlace=self.deinterlace, chunk=chunk)
+        o = self.options
+        return colorize_video(self.input, self.output, o.settings, o.encode, overwrite=o.overwrite,
+                              restart=o.restart if restart is None else restart,
+                              segment_frames=o.segment_frames, progress=False, log=lambda s: None,
+                              deinterlace=o.deinterlace, chunk=chunk)
 
 
 def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
@@ -63,18 +57,19 @@ def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
 def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
     """How to split ``task``: one chunk when it is short, when its frame count is unknown, or when an
     unchunked job for it is already under way (it is resumed as it was started)."""
-    if (job_dir(task.output) / JOB_MANIFEST).exists() and not task.restart:
+    if (job_dir(task.output) / JOB_MANIFEST).exists() and not task.options.restart:
         return [(0, None)]
     try:
         frames = videoio.probe(task.input).frames
     except Exception:  # noqa: BLE001  the run itself reports what is wrong with the input, per file
         return [(0, None)]
-    return plan_chunks(frames, segment_length(task.segment_frames, task.settings.batch_size), chunk_frames)
+    o = task.options
+    return plan_chunks(frames, segment_length(o.segment_frames, o.settings.batch_size), chunk_frames)
 
 
 def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
     """Before the chunks start: ``--restart`` discards the old job here, once, not in each chunk."""
-    if task.restart:
+    if task.options.restart:
         shutil.rmtree(job_dir(task.output), ignore_errors=True)
 
 

@@ -5,7 +5,7 @@ corners (vignetting), varies across the frame and from frame to frame (uneven de
 flicker), its tone curve is not the photo's, it is soft, and it is grainy. The training photos
 have none of that, and the network had learnt to read a darker top edge as sky and a dark
 corner as a sunset: on ``samples/sample.mp4`` (a grey clip given a vignette) a white wall came
-out orange with a blue top and a wooden floor red and blue (weights/README.md, Session 12).
+out orange with a blue top and a wooden floor red and blue (docs/lab-notes/2026-12-03-training-runs.md, "Film-like damage").
 
 :func:`degrade_l` applies a random mix of these to the network's *input* only; the target
 colour is the photo's own, so the network learns colour that does not depend on them.

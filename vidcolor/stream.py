@@ -3,7 +3,7 @@
 :func:`stream_colour` takes (index, frame, payload) in order, predicts ab in batches at fixed frame
 positions (multiples of the batch size), runs the temporal smoother and the keyframe carrier (on by
 default since session 9) over them, and composes each frame's ab with its own full-resolution L
-(RGB, or U and V on the plane path). :func:`segment_length` and :func:`_warm` say where the
+(RGB, or U and V on the plane path). :func:`segment_length` and :func:`warm_up` say where the
 batches, segments and a resume's re-warm sit, so a resumed run computes exactly what an
 uninterrupted one does. Files, jobs and encoding are :mod:`vidcolor.pipeline`'s.
 """
@@ -24,10 +24,10 @@ from .prefetch import Prefetcher
 from .temporal import Item, Smoother
 
 if TYPE_CHECKING:
-    from .pipeline import Settings
+    from .settings import Settings
 
 
-def _carrier(settings: Settings, period: int, guides: dict | None) -> Carrier | None:
+def make_carrier(settings: Settings, period: int, guides: dict | None) -> Carrier | None:
     """The keyframe stage for ``settings``, forcing a keyframe every ``period`` frames; None when off."""
     if settings.keyframes == "off":
         return None
@@ -43,12 +43,12 @@ def _stages(smoother: Smoother, carrier: Carrier | None, item: Item | None) -> l
     return done + carrier.flush() if item is None else done
 
 
-def _context(settings: Settings) -> SceneContext | None:
+def make_context(settings: Settings) -> SceneContext | None:
     """The scene-context filter for ``settings`` (:mod:`vidcolor.context`); None when off."""
     return SceneContext() if settings.scene_context == "steady" else None
 
 
-def _warm(start: int, smoother: Smoother, carrier: Carrier | None, batch_size: int,
+def warm_up(start: int, smoother: Smoother, carrier: Carrier | None, batch_size: int,
           context: SceneContext | None = None) -> int:
     """First frame to predict when resuming at ``start``: what the smoother and the carrier each need,
     and before that the frames whose scene context those frames' predictions read."""

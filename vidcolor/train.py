@@ -49,7 +49,7 @@ class TrainConfig:
     regress: float = 0.0
     hints: bool = True
     # Share of training images that get no hints. 0.5 trains both modes equally; session 3 tried
-    # 0.35 and its automatic colour on clips got worse (weights/README.md).
+    # 0.35 and its automatic colour on clips got worse (docs/lab-notes/2026-12-03-training-runs.md).
     hint_p_none: float = 0.5
     # Extra scaling of chosen sources' sampling shares on top of sqrt-by-size (data.source_weights).
     # Faces and clothing are 68% of the photos; users' film is mostly scenes, foliage and sky.
@@ -330,7 +330,7 @@ def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0, temper
     ``prior_alpha`` > 0 stores ``prior_alpha * log(w)`` of the rebalancing weights ``w`` as the
     model's readout bias (:class:`vidcolor.model.Colorizer`): the share of class rebalancing
     that the readout takes back. Choose it on the dev split: export with a few values and run
-    ``scripts/eval_dev.py --weights`` on each (weights/README.md, Session 6)."""
+    ``scripts/eval_dev.py --weights`` on each (docs/lab-notes/2026-12-02-readout-bias.md)."""
     st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     obj = {"config": st["config"], "model": st["ema"], "step": st["step"],
            "wall_seconds": st["wall_seconds"], "train_config": st["train_config"], "history": st["history"]}
