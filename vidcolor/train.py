@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .color import AB_SCALE, rgb_to_lab
-from .defaults import DEFAULT_TEMPERATURE
+from .settings import DEFAULT_TEMPERATURE
 from .guide import apply_guide
 from .metrics import colorfulness, psnr
 from .model import Colorizer, build_model, default_config
