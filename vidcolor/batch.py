@@ -32,11 +32,13 @@ from .chunks import Chunk, VideoTask
 from .defaults import DEFAULT_SEGMENT
 from .errors import InputError, VidcolorError
 from .job import FOLDER_MANIFEST, clear_finished_leftover
+from .lock import JobLock
 
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".nut", ".mpg", ".mpeg", ".ts", ".m2ts",
               ".mts", ".mxf", ".wmv", ".flv", ".dv", ".ogv", ".3gp", ".vob"}
 WRITABLE_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".nut"}  # containers that take x264 and copy audio
 LIST_EXTS = {".txt", ".list", ".lst"}
+BATCH_LOCK = ".vidcolor-batch.lock"  # in --out: one batch per output folder (vidcolor.lock)
 
 
 @dataclass
@@ -263,6 +265,8 @@ def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options,
 
     out = Path(out)
     make_output_folder(out)
+    # a second batch into the same folder would colour the same files beside this one: refused at once
+    lock = JobLock(out / BATCH_LOCK, out).acquire()
     items = find_items(inputs, out)
     if not items:
         raise InputError("no videos or frame folders found in the inputs")
@@ -284,7 +288,11 @@ def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options,
         log(f"{len(todo)} to colour on Ray ({cluster.cluster_cpus():g} CPUs, {have:g} GPUs)")
         return cluster.run_ray(todo, o, chunk_frames or DEFAULT_CHUNK, threads or 1, gpus, on_row)
 
-    return run_items(items, opts, on_ray if ray else local)
+    try:
+        return run_items(items, opts, on_ray if ray else local)
+    finally:
+        (out / BATCH_LOCK).unlink(missing_ok=True)  # while still held, so no batch starts in between
+        lock.release()
 
 
 # -- the summary ----------------------------------------------------------------------------

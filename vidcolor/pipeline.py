@@ -25,12 +25,13 @@ from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
 from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, OomGuard, render_shape
-from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted
+from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted, write_failed
 from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, Carrier
 from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
                   file_identity, folder_identity)
+from .lock import LOCK_NAME, JobLock
 from .prefetch import Prefetcher
 from .stream import _carrier, _context, _warm, segment_length, stream_colour
 from .temporal import Smoother
@@ -229,6 +230,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                          guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None,
                          carrier=_carrier(settings, seg_len, guides), container=container)
     if chunk is not None:
+        job.release()  # the join, in this process or another, takes the whole job next
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
         return res
     report = DecodeReport(**job.state.get("decode_report", {}))
@@ -346,7 +348,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     except OSError as e:
         if writer is not None:
             writer.abort()
-        raise VidcolorError(f"write failed ({e.strerror or e}); free space and run the same command to resume") from None
+        raise VidcolorError(write_failed(e)) from None
     except Exception:
         if writer is not None:
             writer.abort()  # the job folder and its finished segments stay: the same command resumes
@@ -370,6 +372,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     if dest.exists() and dest.resolve() == src.resolve():
         raise VidcolorError(f"output folder is the input folder: {dest}; choose another")
     make_output_folder(dest)
+    lock = JobLock(dest / LOCK_NAME, dest).acquire()  # before another run's temporary frames are cleared
     engine, smoother, wsha = _prepare(settings)
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
     manifest = dest / FOLDER_MANIFEST
@@ -429,6 +432,8 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         reader.close()
         bar.close()
     job.discard()
+    (dest / LOCK_NAME).unlink(missing_ok=True)  # held until here, so no run can start in between
+    lock.release()
     res.warnings += engine.warnings
     res.seconds = time.time() - t0
     return res
