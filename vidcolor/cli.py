@@ -188,10 +188,14 @@ class _Group(click.Group):
             from .batch_cli import batch_cmd
 
             return batch_cmd
+        if name == "preview":
+            from .preview_cli import preview_cmd
+
+            return preview_cmd
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "batch", "eval"])
+        return sorted([*super().list_commands(ctx), "batch", "eval", "preview"])
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
