@@ -15,7 +15,7 @@ import pytest
 
 from vidcolor.errors import write_failed
 from vidcolor.job import ChunkJob, VideoJob, job_dir
-from vidcolor.lock import LOCK_NAME, JobBusy, JobLock
+from vidcolor.lock import BATCH_LOCK, LOCK_NAME, JobBusy, JobLock
 
 from .conftest import cli, env, make_clip, run_cli
 from .test_resume import run_and_kill, video_progress
@@ -93,7 +93,7 @@ def test_second_frames_run_is_refused(tmp_path, random_weights, one_model):
 def test_second_batch_into_one_folder_is_refused(tmp_path, random_weights):
     src, out = tmp_path / "in.mp4", tmp_path / "colour"
     make_clip(src, n=8)
-    holder = Holder(out / ".vidcolor-batch.lock", out)
+    holder = Holder(out / BATCH_LOCK, out)
     try:
         r = subprocess.run(cli("batch", str(src), "--out", str(out), "--weights", str(random_weights), *FAST),
                            env=env(), capture_output=True, text=True, timeout=120)
@@ -172,3 +172,22 @@ def test_write_errors_say_what_failed(tmp_path, random_weights, one_model, monke
     assert msg.count("\n") == 1
     assert "free space" not in write_failed(OSError(errno.ENOENT, "gone"))
 
+
+
+@pytest.mark.parametrize("command", ["video", "frames", "batch"])
+def test_refused_before_torch_loads(tmp_path, command):
+    """The refusal comes before the seconds it takes to load torch and the weights."""
+    src, out = tmp_path / "in.mp4", tmp_path / "out"
+    make_clip(src, n=4)
+    where = {"video": job_dir(out) / LOCK_NAME, "frames": out / LOCK_NAME, "batch": out / BATCH_LOCK}[command]
+    args = {"video": [str(src), str(out)], "frames": [str(tmp_path), str(out)], "batch": [str(src), "--out", str(out)]}
+    holder = Holder(where, out)
+    code = ("import sys; from vidcolor.cli import main\n"
+            f"try:\n    main({[command, *args[command]]!r}, prog_name='vidcolor')\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    try:
+        r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
+        assert r.stdout.split() == ["1", "False"], (r.stdout, r.stderr)
+        assert f"PID {holder.p.pid}" in r.stderr
+    finally:
+        holder.kill()

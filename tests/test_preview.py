@@ -14,7 +14,7 @@ from vidcolor.decode import iter_frames
 from vidcolor.encode import EncodeOptions, plane_spec
 from vidcolor.frameio import read_frame, write_frame
 from vidcolor.seek import VideoFrames
-from vidcolor.sheet import BACKGROUND, HEADER_H, LABEL_W, PAD, Layout
+from vidcolor.sheet import BACKGROUND, HEADER_H, LABEL_H, LABEL_W, PAD, Layout
 
 from .conftest import frame_pattern, make_clip, read_video, run_cli
 
@@ -99,7 +99,7 @@ def test_sheet_layout(tmp_path, clip24, random_weights, one_model):
     alone = sheet(tmp_path / "one.png")
     layout = Layout(rows=4, columns=4, tile_w=32, tile_h=24)
     assert img.shape == (layout.size[1], layout.size[0], 3)
-    assert img.shape == (HEADER_H + 4 * (24 + PAD) + PAD, LABEL_W + 4 * (32 + PAD) + PAD, 3)
+    assert img.shape == (HEADER_H + 4 * (LABEL_H + PAD) + PAD, LABEL_W + 4 * (32 + PAD) + PAD, 3)  # rows fit labels
     frames = {f.index: f.image for f in iter_frames(clip24)}
     for row, i in enumerate([3, 9, 15, 21]):
         grey = tile(img, layout, row, 0).astype(int)

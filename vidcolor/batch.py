@@ -32,13 +32,12 @@ from .chunks import Chunk, VideoTask
 from .defaults import DEFAULT_SEGMENT
 from .errors import InputError, VidcolorError
 from .job import FOLDER_MANIFEST, clear_finished_leftover
-from .lock import JobLock
+from .lock import BATCH_LOCK, JobLock
 
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".nut", ".mpg", ".mpeg", ".ts", ".m2ts",
               ".mts", ".mxf", ".wmv", ".flv", ".dv", ".ogv", ".3gp", ".vob"}
 WRITABLE_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".nut"}  # containers that take x264 and copy audio
 LIST_EXTS = {".txt", ".list", ".lst"}
-BATCH_LOCK = ".vidcolor-batch.lock"  # in --out: one batch per output folder (vidcolor.lock)
 
 
 @dataclass

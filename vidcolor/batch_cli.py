@@ -33,6 +33,9 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, codec: str, crf: int, preset:
 
     Finished outputs are skipped, unfinished ones resume. One table at the end lists every input; the exit
     code is 0 only if none failed."""
+    from .lock import BATCH_LOCK, ensure_free
+
+    ensure_free(out / BATCH_LOCK, out)  # before torch loads: a second batch into --out stops at once
     from .batch import Options, colorize_batch, exit_code, summary
     from .encode import EncodeOptions
 

@@ -232,6 +232,10 @@ def video_options(f):  # noqa: ANN001, ANN201
 def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt: str | None,
           segment_frames: int, deinterlace: bool, **kw: Any) -> None:
     """Colorize the video INPUT into OUTPUT (container from OUTPUT's extension), keeping its audio."""
+    from .job import job_dir
+    from .lock import LOCK_NAME, ensure_free
+
+    ensure_free(job_dir(output) / LOCK_NAME, output)  # before torch loads: a second run stops at once
     from .pipeline import colorize_video
     from .encode import EncodeOptions
 
@@ -249,6 +253,9 @@ def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt:
 @common
 def frames(input_dir: Path, output_dir: Path, **kw: Any) -> None:
     """Colorize a folder of PNG/JPEG/TIFF frames into OUTPUT_DIR (same names, sizes and bit depths)."""
+    from .lock import LOCK_NAME, ensure_free
+
+    ensure_free(output_dir / LOCK_NAME, output_dir)  # before torch loads: a second run stops at once
     from .pipeline import colorize_frames
 
     _run(lambda: colorize_frames(input_dir, output_dir, _settings(kw), overwrite=kw["overwrite"],

@@ -32,6 +32,7 @@ from typing import Any
 from .errors import VidcolorError
 
 LOCK_NAME = ".vidcolor.lock"  # a job's own lock, in its folder
+BATCH_LOCK = ".vidcolor-batch.lock"  # in a batch's --out: one batch per output folder
 LOCK_GLOB = ".vidcolor*.lock"  # every lock file a folder may hold (the job's and its chunks')
 
 
@@ -93,6 +94,13 @@ class JobLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def ensure_free(lock: Path, output: Path) -> None:
+    """Refuse at once if a living process holds the lock file ``lock``: called before a run's slow start
+    (loading torch and the weights, probing), though the job takes its lock for good only later."""
+    if lock.exists():
+        JobLock(lock, output).acquire().release()
 
 
 def _write_holder(fd: int) -> None:

@@ -30,8 +30,8 @@ from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, Carrier
 from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
-                  file_identity, folder_identity)
-from .lock import LOCK_NAME, JobLock
+                  file_identity, folder_identity, job_dir)
+from .lock import LOCK_NAME, JobLock, ensure_free
 from .prefetch import Prefetcher
 from .stream import _carrier, _context, _warm, segment_length, stream_colour
 from .temporal import Smoother
@@ -202,6 +202,8 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     # a run killed after renaming its output into place but before removing its job folder
     leftover = clear_finished_leftover(dest) if chunk is None and not overwrite else None
     _check_output(src, dest, overwrite or leftover is not None)
+    if chunk is None:
+        ensure_free(job_dir(dest) / LOCK_NAME, dest)  # a second run on this output stops here, before any slow start
     info = videoio.probe(src)
     check_codec(encode)
     container = check_output_format(dest, fmt, info, encode)

@@ -98,10 +98,13 @@ def display_rgb(picture: np.ndarray | yuvmod.Planes, yuv: yuvmod.YuvSpec | None)
     return picture
 
 
-def grey_rgb(image: np.ndarray, yuv: yuvmod.YuvSpec | None) -> np.ndarray:
-    """The input frame as 8-bit RGB: a Y plane with neutral chroma, or the decoded RGB."""
+def grey_rgb(engine: OomGuard, image: np.ndarray, yuv: yuvmod.YuvSpec | None) -> np.ndarray:
+    """What the engine colours, as 8-bit RGB: a Y plane with neutral chroma, or an RGB frame's own L with
+    no colour (an input in colour is coloured from its luminance)."""
     if yuv is None:
-        return display_rgb(image, None)
+        import torch
+
+        return display_rgb(engine.compose_l(engine.full_l([image]), torch.zeros(1, 2, 1, 1), image.dtype)[0], None)
     h, w = yuv.chroma_shape(*image.shape)
     mid = np.full((h, w), yuv.mid, yuv.dtype)
     return display_rgb(yuvmod.Planes(image, mid, mid), yuv)
@@ -121,7 +124,7 @@ def colour_frames(source: VideoFrames | FolderFrames, settings: "Settings",  # n
     grey: dict[int, np.ndarray] = {}
     colours: dict[int, list[np.ndarray]] = {}
     for i, img in source.read(chosen):
-        grey[i] = grey_rgb(img, source.yuv)
+        grey[i] = grey_rgb(engine, img, source.yuv)
         colours[i] = []
         for s in saturations:
             engine.engine.temperature = DEFAULT_TEMPERATURE / s

@@ -38,9 +38,13 @@ class VideoFrames:
         self.decoded = 0  # pictures decoded so far (the tests check that a preview decodes few)
         self.pts = _packet_pts(path)  # sorted pts of every frame slot, or None: read from the start
         self.time_base = info.time_base
+        self.times = self.pts  # pts for the timecodes
         if self.pts is None:
-            self.count = sum(1 for _ in iter_frames(path, info.bit_depth > 8, deinterlace=False, yuv=yuv))
+            self.times = [f.pts for f in iter_frames(path, info.bit_depth > 8, deinterlace=False, yuv=yuv)]
+            self.count = len(self.times)
             self.decoded += self.count
+            if None in self.times:
+                self.times = None
         else:
             self.count = len(self.pts)
         if self.count == 0:
@@ -48,9 +52,9 @@ class VideoFrames:
 
     def seconds(self, i: int) -> float | None:
         """Frame i's time from the first frame's, in seconds (None where the container gives no pts)."""
-        if self.pts is None:
+        if self.times is None:
             return None
-        return float((self.pts[i] - self.pts[0]) * self.time_base)
+        return float((self.times[i] - self.times[0]) * self.time_base)
 
     def label(self, i: int) -> str:
         """Frame i's timecode, HH:MM:SS.mmm from the film's first frame."""

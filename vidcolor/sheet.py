@@ -25,6 +25,7 @@ BACKGROUND = (28, 28, 28)
 TEXT = (235, 235, 235)
 MUTED = (160, 160, 160)
 FONT_PX = 14
+LABEL_H = 3 * (FONT_PX + 4)  # a row is at least this tall, so the label's three lines fit beside small frames
 
 
 @dataclass(frozen=True)
@@ -37,19 +38,24 @@ class Layout:
     tile_h: int
 
     @property
+    def row_h(self) -> int:
+        return max(self.tile_h, LABEL_H)
+
+    @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the sheet."""
         return (LABEL_W + self.columns * (self.tile_w + PAD) + PAD,
-                HEADER_H + self.rows * (self.tile_h + PAD) + PAD)
+                HEADER_H + self.rows * (self.row_h + PAD) + PAD)
 
     def tile(self, row: int, col: int) -> tuple[int, int]:
         """(x, y) of the top-left corner of a tile."""
-        return LABEL_W + PAD + col * (self.tile_w + PAD), HEADER_H + PAD + row * (self.tile_h + PAD)
+        return LABEL_W + PAD + col * (self.tile_w + PAD), HEADER_H + PAD + row * (self.row_h + PAD)
 
 
 def tile_size(h: int, w: int, tile_width: int) -> tuple[int, int]:
-    """(tile_w, tile_h) of an h x w frame scaled to ``tile_width`` (0: its own size), keeping its shape."""
-    if tile_width <= 0 or tile_width == w:
+    """(tile_w, tile_h) of an h x w frame scaled down to ``tile_width`` (0: its own size), keeping its shape.
+    Small frames are not blown up: the sheet shows what the film holds."""
+    if tile_width <= 0 or tile_width >= w:
         return w, h
     return tile_width, max(1, int(round(h * tile_width / w)))
 
@@ -115,3 +121,6 @@ def write_png(path: Path, sheet: np.ndarray) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise VidcolorError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:  # Ctrl-C while saving: no half-written file is left either
+        tmp.unlink(missing_ok=True)
+        raise
