@@ -156,9 +156,11 @@ def test_resume_after_kill9_with_its_lock_left(tmp_path, random_weights):
 
 @pytest.mark.parametrize("err, says, not_says", [
     (OSError(errno.ENOSPC, "No space left on device", "/out/.o.vidcolor-job/seg_000001.tmp.mp4"),
-     "no space left on the disk of /out/.o.vidcolor-job/seg_000001.tmp.mp4; free space and run", "gone"),
+     "write failed at /out/.o.vidcolor-job/seg_000001.tmp.mp4: No space left on device; free space and run",
+     "gone"),
     (OSError(errno.ENOENT, "No such file or directory", "/out/.o.vidcolor-job/manifest.json.tmp"),
-     "/out/.o.vidcolor-job/manifest.json.tmp has gone", "free space"),
+     "at /out/.o.vidcolor-job/manifest.json.tmp: No such file or directory: the job's file or folder has gone",
+     "free space"),
 ])
 def test_write_errors_say_what_failed(tmp_path, random_weights, one_model, monkeypatch, err, says, not_says):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"

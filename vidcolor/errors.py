@@ -83,10 +83,11 @@ def write_failed(e: OSError, resume: str = "run the same command to resume") -> 
     """The line for a failed write of a job's files, saying what failed: a full disk gets the free-space
     advice, and a file or folder that vanished (the job folder removed by hand or by another run, a drive
     unmounted) a line of its own, since freeing space would not help there."""
-    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    at = f" at {e.filename}" if getattr(e, "filename", None) else ""
+    why = e.strerror or str(e)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"write failed: no space left on the disk of{where or ' the output'}; free space and {resume}"
+        return f"write failed{at}: {why}; free space and {resume}"
     if e.errno == errno.ENOENT:
-        return (f"write failed: the job's file or folder{where} has gone (removed while this run was writing, "
-                f"or its drive was unmounted); check the output's folder and {resume}")
-    return f"write failed{where and ' at' + where} ({e.strerror or e}); {resume}"
+        return (f"write failed{at}: {why}: the job's file or folder has gone (removed while this run was "
+                f"writing, or its drive was unmounted); check the output's folder and {resume}")
+    return f"write failed{at}: {why}; {resume}"

@@ -21,19 +21,25 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from .errors import VidcolorError
 
 LOCK_NAME = ".vidcolor.lock"  # a job's own lock, in its folder
 BATCH_LOCK = ".vidcolor-batch.lock"  # in a batch's --out: one batch per output folder
 LOCK_GLOB = ".vidcolor*.lock"  # every lock file a folder may hold (the job's and its chunks')
+
+
+_taken = threading.local()  # .locks: the locks this thread took, for released_on_return
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class JobBusy(VidcolorError):
@@ -57,7 +63,10 @@ class JobLock:
     def acquire(self) -> "JobLock":
         """Take the lock without waiting; :class:`JobBusy` names the holder if another process has it."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise VidcolorError(f"cannot lock {self.path}: {e.strerror or e}") from None
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except OSError as e:
@@ -76,6 +85,9 @@ class JobLock:
                 break
             os.close(fd)
         self.fd = fd
+        if not hasattr(_taken, "locks"):
+            _taken.locks = []
+        _taken.locks.append(self)
         if not self.shared:  # a shared lock has many holders: each names itself in its own exclusive lock
             _write_holder(fd)
         return self
@@ -85,6 +97,9 @@ class JobLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        mine = getattr(_taken, "locks", [])
+        if self in mine:
+            mine.remove(self)
 
     def __del__(self) -> None:  # a job object dropped on an error path still frees its lock
         self.release()
@@ -94,6 +109,23 @@ class JobLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def released_on_return(fn: F) -> F:
+    """Release every lock that a call of ``fn`` took, however it ends. An exception's traceback keeps
+    the job object (and so its lock) alive for as long as the caller holds on to the exception, and a
+    library caller or a batch worker that catches it and runs the job again must not meet its own lock."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not hasattr(_taken, "locks"):
+            _taken.locks = []
+        before = list(_taken.locks)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for lock in [lk for lk in _taken.locks if lk not in before]:
+                lock.release()
+    return call  # type: ignore[return-value]
 
 
 def ensure_free(lock: Path, output: Path) -> None:

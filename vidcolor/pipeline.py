@@ -31,7 +31,7 @@ from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, Carrier
 from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
                   file_identity, folder_identity, job_dir)
-from .lock import LOCK_NAME, JobLock, ensure_free
+from .lock import LOCK_NAME, JobLock, ensure_free, released_on_return
 from .prefetch import Prefetcher
 from .stream import _carrier, _context, _warm, segment_length, stream_colour
 from .temporal import Smoother
@@ -173,6 +173,7 @@ def _check_writable(folder: Path) -> None:
         raise VidcolorError(f"output folder is not writable: {folder} ({e.strerror or e})") from None
 
 
+@released_on_return  # on an error too: a caller that catches it may run the same job again
 def colorize_video(input: str | Path, output: str | Path, settings: Settings | None = None,
                    encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
@@ -364,6 +365,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
         bar.close()
 
 
+@released_on_return
 def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Settings | None = None,
                     overwrite: bool = False, restart: bool = False, progress: bool = True,
                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Result:
