@@ -193,3 +193,20 @@ def test_refused_before_torch_loads(tmp_path, command):
         assert f"PID {holder.p.pid}" in r.stderr
     finally:
         holder.kill()
+
+
+def test_a_lock_is_freed_when_its_call_ends_or_its_job_is_dropped(tmp_path):
+    from vidcolor.lock import released_on_return
+
+    lock = tmp_path / LOCK_NAME
+    JobLock(lock, tmp_path).acquire()  # dropped at once: freed
+    kept = []
+
+    @released_on_return
+    def fails() -> None:
+        kept.append(JobLock(lock, tmp_path).acquire())
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        fails()
+    JobLock(lock, tmp_path).acquire().release()  # free, though the caller still holds the failed call's lock object
+    assert kept[0].fd is None

@@ -26,8 +26,10 @@ import json
 import os
 import socket
 import sys
+import itertools
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -38,7 +40,9 @@ BATCH_LOCK = ".vidcolor-batch.lock"  # in a batch's --out: one batch per output 
 LOCK_GLOB = ".vidcolor*.lock"  # every lock file a folder may hold (the job's and its chunks')
 
 
-_taken = threading.local()  # .locks: the locks this thread took, for released_on_return
+# the locks each thread holds, for released_on_return; weak, so that a job dropped anywhere frees its lock
+_taken = threading.local()  # .locks: a WeakSet of JobLock
+_serial = itertools.count()  # the order locks were taken in
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -59,6 +63,7 @@ class JobLock:
     def __init__(self, path: Path, output: Path, shared: bool = False):
         self.path, self.output, self.shared = path, output, shared
         self.fd: int | None = None
+        self.serial = -1
 
     def acquire(self) -> "JobLock":
         """Take the lock without waiting; :class:`JobBusy` names the holder if another process has it."""
@@ -84,10 +89,8 @@ class JobLock:
             if same:
                 break
             os.close(fd)
-        self.fd = fd
-        if not hasattr(_taken, "locks"):
-            _taken.locks = []
-        _taken.locks.append(self)
+        self.fd, self.serial = fd, next(_serial)
+        _held().add(self)
         if not self.shared:  # a shared lock has many holders: each names itself in its own exclusive lock
             _write_holder(fd)
         return self
@@ -97,9 +100,7 @@ class JobLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        mine = getattr(_taken, "locks", [])
-        if self in mine:
-            mine.remove(self)
+        _held().discard(self)
 
     def __del__(self) -> None:  # a job object dropped on an error path still frees its lock
         self.release()
@@ -117,15 +118,19 @@ def released_on_return(fn: F) -> F:
     library caller or a batch worker that catches it and runs the job again must not meet its own lock."""
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if not hasattr(_taken, "locks"):
-            _taken.locks = []
-        before = list(_taken.locks)
+        mark = next(_serial)
         try:
             return fn(*args, **kwargs)
         finally:
-            for lock in [lk for lk in _taken.locks if lk not in before]:
+            for lock in [lk for lk in _held() if lk.serial > mark]:
                 lock.release()
     return call  # type: ignore[return-value]
+
+
+def _held() -> weakref.WeakSet:
+    if not hasattr(_taken, "locks"):
+        _taken.locks = weakref.WeakSet()
+    return _taken.locks
 
 
 def ensure_free(lock: Path, output: Path) -> None:
