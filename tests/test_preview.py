@@ -184,3 +184,12 @@ def test_bad_sheet_names(tmp_path, clip24, random_weights):
     assert code == 1 and "use --overwrite" in err and (tmp_path / "s.png").read_bytes() == b"old"
     code, err = run_cli("preview", tmp_path / "nope.mp4", tmp_path / "t.png", "--weights", random_weights)
     assert code == 2 and "input not found" in err
+
+
+def test_choose_spreads_frames_and_adds_guided_ones():
+    from vidcolor.preview import choose
+
+    assert choose(100, 4, None, []) == [12, 37, 62, 87]
+    assert choose(3, 8, None, []) == [0, 1, 2]  # a short film shows every frame once
+    assert choose(100, 2, None, [5, 25]) == [5, 25, 75]  # referenced and pinned frames are shown too
+    assert choose(100, 8, [40, 2, 40], [5]) == [2, 40]  # --at as given, sorted, once each

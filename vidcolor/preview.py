@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,6 @@ class PreviewResult:
     frames: list[int]  # the frame indices shown, in order
     decoded: int  # pictures decoded (a preview decodes few of the film's)
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def spread(count: int, n: int) -> list[int]:
@@ -197,7 +196,7 @@ def make_preview(input: str | Path, sheet: str | Path | None = None, settings: "
     labels = [[f"frame {i}", source.label(i), _guide_note(i, referenced, pinned, guided)] for i in chosen]
     tiles = [[fit(p, (tw, th)) for p in [grey[i], *colours[i]]] for i in chosen]
     title = (f"{src.name}: {len(chosen)} of {source.count} frames, render {settings.render_size}, "
-             f"weights {Path(settings.weights).name if settings.weights else 'vidcolor.pt'}")
+             f"weights {Path(settings.weights or default_weights_path()).name}")
     headings = ["grey"] + [f"saturation {s:g}" for s in saturations]
     write_png(out, render(layout, title, headings, labels, tiles))
     return PreviewResult(out, chosen, source.decoded, time.time() - t0)
