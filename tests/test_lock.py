@@ -210,3 +210,17 @@ def test_a_lock_is_freed_when_its_call_ends_or_its_job_is_dropped(tmp_path):
         fails()
     JobLock(lock, tmp_path).acquire().release()  # free, though the caller still holds the failed call's lock object
     assert kept[0].fd is None
+
+
+def test_a_chunked_restart_leaves_a_running_job_alone(tmp_path):
+    from vidcolor.chunks import VideoTask, prepare
+
+    out = tmp_path / "out.mp4"
+    job = VideoJob(out, {"x": 1})
+    (job.dir / "seg_000000.mp4").write_bytes(b"segment")
+    with pytest.raises(JobBusy):
+        prepare(VideoTask(tmp_path / "in.mp4", out, restart=True), [(0, 2), (2, None)])
+    assert (job.dir / "seg_000000.mp4").exists()
+    job.release()
+    prepare(VideoTask(tmp_path / "in.mp4", out, restart=True), [(0, 2), (2, None)])
+    assert not job.dir.exists()

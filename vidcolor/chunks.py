@@ -19,6 +19,7 @@ from . import videoio
 from .defaults import DEFAULT_SEGMENT
 from .encode import EncodeOptions
 from .job import JOB_MANIFEST, job_dir, merge_chunks
+from .lock import LOCK_NAME, JobLock
 from .pipeline import Result, Settings, colorize_video
 from .stream import segment_length
 
@@ -74,8 +75,10 @@ def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
 
 def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
     """Before the chunks start: ``--restart`` discards the old job here, once, not in each chunk."""
-    if task.restart:
-        shutil.rmtree(job_dir(task.output), ignore_errors=True)
+    d = job_dir(task.output)
+    if task.restart and d.is_dir():
+        with JobLock(d / LOCK_NAME, task.output):  # never while another run still works in the folder
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def join(task: VideoTask, chunks: list[Chunk]) -> Result:
