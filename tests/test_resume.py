@@ -204,6 +204,7 @@ def test_finished_checkpoint_with_a_lost_segment_is_redone(tmp_path):
         job.temp_segment(k).write_bytes(b"x")
         job.commit_segment(k, 8 * k, 8)
     job.mark_complete(24)
+    job.release()  # the run that wrote it has ended
     (job.dir / "seg_000001.mp4").unlink()  # deleted by hand
     again = VideoJob(out, {"k": 1})
     assert again.frames_done == 8 and [s["file"] for s in again.state["segments"]] == ["seg_000000.mp4"]

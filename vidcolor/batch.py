@@ -29,6 +29,7 @@ from . import frameio
 from .batch_item import Item, Row, run_item
 from .errors import InputError, VidcolorError
 from .job import FOLDER_MANIFEST, clear_finished_leftover
+from .lock import BATCH_LOCK, JobLock
 from .settings import DEFAULT_CHUNK, RunOptions
 
 Options = RunOptions  # every file of a batch is coloured with one RunOptions (the name batch users know)
@@ -177,6 +178,8 @@ def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options,
 
     out = Path(out)
     make_output_folder(out)
+    # a second batch into the same folder would colour the same files beside this one: refused at once
+    lock = JobLock(out / BATCH_LOCK, out).acquire()
     items = find_items(inputs, out)
     if not items:
         raise InputError("no videos or frame folders found in the inputs")
@@ -197,7 +200,11 @@ def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options,
         log(f"{len(todo)} to colour on Ray ({cluster.cluster_cpus():g} CPUs, {have:g} GPUs)")
         return cluster.run_ray(todo, o, chunk_frames or DEFAULT_CHUNK, threads or 1, gpus, on_row)
 
-    return run_items(items, opts, on_ray if ray else local)
+    try:
+        return run_items(items, opts, on_ray if ray else local)
+    finally:
+        (out / BATCH_LOCK).unlink(missing_ok=True)  # while still held, so no batch starts in between
+        lock.release()
 
 
 # -- the summary ----------------------------------------------------------------------------

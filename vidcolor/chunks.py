@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import videoio
 from .job import JOB_MANIFEST, job_dir, merge_chunks
+from .lock import LOCK_NAME, JobLock
 from .pipeline import Result, colorize_video
 from .settings import DEFAULT_CHUNK, RunOptions
 from .stream import segment_length
@@ -69,8 +70,10 @@ def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
 
 def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
     """Before the chunks start: ``--restart`` discards the old job here, once, not in each chunk."""
-    if task.options.restart:
-        shutil.rmtree(job_dir(task.output), ignore_errors=True)
+    d = job_dir(task.output)
+    if task.options.restart and d.is_dir():
+        with JobLock(d / LOCK_NAME, task.output):  # never while another run still works in the folder
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def join(task: VideoTask, chunks: list[Chunk]) -> Result:

@@ -15,7 +15,7 @@ import click
 
 from .errors import VidcolorError, on_stop_signal, quiet_unraisable, reset_interrupted
 from .settings import (CONTEXT_MODES, DEFAULT_BATCH, DEFAULT_CHUNK, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE,
-                       DEFAULT_KEYFRAMES, DEFAULT_RENDER, DEFAULT_SCENE_CONTEXT, DEFAULT_SEGMENT, DEFAULT_TEMPERATURE,
+                       DEFAULT_KEYFRAMES, DEFAULT_PREVIEW_FRAMES, DEFAULT_RENDER, DEFAULT_SCENE_CONTEXT, DEFAULT_SEGMENT, DEFAULT_TEMPERATURE,
                        DEFAULT_WINDOW, DEVICES, KEYFRAME_MODES, EncodeOptions, RunOptions, Settings)
 
 _ENCODE = EncodeOptions()  # the encoder options' defaults, shown in --help
@@ -232,6 +232,10 @@ def _run_options(kw: dict) -> RunOptions:
 @video_options
 def video(input: Path, output: Path, **kw: Any) -> None:
     """Colorize the video INPUT into OUTPUT (container from OUTPUT's extension), keeping its audio."""
+    from .job import job_dir
+    from .lock import LOCK_NAME, ensure_free
+
+    ensure_free(job_dir(output) / LOCK_NAME, output)  # before torch loads: a second run stops at once
     from .pipeline import colorize_video  # here, not at the top: torch loads only when work starts
 
     o = _run_options(kw)
@@ -248,6 +252,9 @@ def video(input: Path, output: Path, **kw: Any) -> None:
 @common
 def frames(input_dir: Path, output_dir: Path, **kw: Any) -> None:
     """Colorize a folder of PNG/JPEG/TIFF frames into OUTPUT_DIR (same names, sizes and bit depths)."""
+    from .lock import LOCK_NAME, ensure_free
+
+    ensure_free(output_dir / LOCK_NAME, output_dir)  # before torch loads: a second run stops at once
     from .pipeline import colorize_frames
 
     _run(lambda: colorize_frames(input_dir, output_dir, _settings(kw), overwrite=kw["overwrite"],
@@ -289,6 +296,9 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, workers: int | None, threads:
 
     Finished outputs are skipped, unfinished ones resume. One table at the end lists every input; the exit
     code is 0 only if none failed."""
+    from .lock import BATCH_LOCK, ensure_free
+
+    ensure_free(out / BATCH_LOCK, out)  # before torch loads: a second batch into --out stops at once
     from .batch import colorize_batch, exit_code, summary
 
     count = [0]
@@ -304,6 +314,64 @@ def batch_cmd(inputs: tuple[Path, ...], out: Path, workers: int | None, threads:
     click.echo(summary(rows, out))
     sys.exit(exit_code(rows))
 
+
+# ----------------------------------------------------------------------------- preview
+
+
+def _numbers(kind: type, what: str, text: str | None) -> list | None:
+    """'0.8,1,1.3' -> [0.8, 1.0, 1.3]; a bad item is a usage error that names it."""
+    if text is None:
+        return None
+    try:
+        return [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: want comma-separated {what}, e.g. "
+                                 f"{'0.8,1,1.3' if kind is float else '12,480,3000'}") from None
+
+
+@main.command("preview")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("sheet", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--frames", "n_frames", type=click.IntRange(1, 200), default=DEFAULT_PREVIEW_FRAMES, show_default=True,
+              help="Frames to show, spread evenly over the film.")
+@click.option("--at", default=None, metavar="I,J,...", help="Show these frames (0-based indices) instead.")
+@click.option("--saturation", default="1", show_default=True, metavar="S[,S...]",
+              help="Colour strength; a comma list (0.8,1,1.3) gives one colour column per value.")
+@click.option("--tile-width", type=click.IntRange(0, 8192), default=320, show_default=True,
+              help="Width of each picture on the sheet in pixels (0: the frames' own size).")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Weights file (default: the shipped weights/vidcolor.pt).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--render-size", type=click.IntRange(16, 4096), default=DEFAULT_RENDER, show_default=True,
+              help="Short side, in pixels, at which colour is predicted.")
+@click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0), default=DEFAULT_CUT_THRESHOLD, show_default=True,
+              help="Scene-cut sensitivity, where guides are carried through a shot.")
+@click.option("--reference", "references", multiple=True, metavar="FRAME_INDEX=IMAGE",
+              help="A colour image of that frame, as for 'vidcolor video'; the frame is shown too. Repeatable.")
+@click.option("--hints", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON list of {frame, x, y, rgb} colour pins, as for 'vidcolor video'.")
+@click.option("--deinterlace", is_flag=True, help="Blend each frame's two fields first (videos).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
+@click.option("-q", "--quiet", is_flag=True, help="No messages.")
+def preview_cmd(input: Path, sheet: Path | None, n_frames: int, at: str | None, saturation: str, tile_width: int,
+                weights: Path | None, device: str, render_size: int, cut_threshold: float,
+                references: tuple[str, ...], hints: Path | None, deinterlace: bool, overwrite: bool,
+                quiet: bool) -> None:
+    """Colour a few frames of INPUT (a video or a frame folder) and lay them out on one PNG contact sheet,
+    SHEET (default NAME_preview.png here): a row per frame, grey and colour side by side."""
+    from .preview import make_preview  # torch loads only when work starts
+
+    sats = _numbers(float, "numbers", saturation)
+    if not sats:
+        raise click.BadParameter("give at least one value", param_hint="--saturation")
+    settings = Settings(weights=str(weights) if weights else None, device=device, render_size=render_size,
+                        cut_threshold=cut_threshold, references=references, hints=str(hints) if hints else None)
+    with interruptible():
+        res = make_preview(input, sheet, settings, sats, n_frames, _numbers(int, "frame indices", at),
+                           tile_width, deinterlace, overwrite)
+    if not quiet:
+        click.echo(f"vidcolor: wrote {res.sheet}: frames {', '.join(map(str, res.frames))} "
+                   f"({res.decoded} decoded) in {res.seconds:.1f} s", err=True)
 
 
 if __name__ == "__main__":

@@ -90,18 +90,23 @@ def run_ray(items: list[Item], opts: RunOptions, chunk_frames: int = DEFAULT_CHU
     join_task = ray.remote(**res)(join_chunks)  # the same device as its chunks: it is part of the job's settings
     refs: dict[Any, Item] = {}
     chunk_refs: dict[Any, list[Any]] = {}  # a join's chunk tasks: the driver submitted them, not the join
+    rows = []
     for it in items:
         task = video_task(it, opts)
         plan = chunks.chunks_for(task, chunk_frames) if it.kind == "video" else [(0, None)]
         if len(plan) == 1:
             refs[file_task.remote(it, opts, threads)] = it
             continue
-        chunks.prepare(task, plan)
+        try:
+            chunks.prepare(task, plan)
+        except VidcolorError as e:  # --restart of an output another process is colouring: this file only
+            rows.append(Row(it, "failed", e.exit_code, error=str(e)))
+            on_row(rows[-1])
+            continue
         parts = [chunk_task.remote(it, opts, c, threads) for c in plan]
         join = join_task.remote(it, opts, plan, *parts)
         refs[join] = it
         chunk_refs[join] = parts
-    rows = []
     waiting = list(refs)
     while waiting:
         try:

@@ -9,6 +9,7 @@ interrupted (re-run to resume).
 """
 from __future__ import annotations
 
+import errno
 import sys
 
 
@@ -76,3 +77,17 @@ def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt if a stop signal arrived but its exception was swallowed."""
     if _interrupted:
         raise KeyboardInterrupt
+
+
+def write_failed(e: OSError, resume: str = "run the same command to resume") -> str:
+    """The line for a failed write of a job's files, saying what failed: a full disk gets the free-space
+    advice, and a file or folder that vanished (the job folder removed by hand or by another run, a drive
+    unmounted) a line of its own, since freeing space would not help there."""
+    at = f" at {e.filename}" if getattr(e, "filename", None) else ""
+    why = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"write failed{at}: {why}; free space and {resume}"
+    if e.errno == errno.ENOENT:
+        return (f"write failed{at}: {why}: the job's file or folder has gone (removed while this run was "
+                f"writing, or its drive was unmounted); check the output's folder and {resume}")
+    return f"write failed{at}: {why}; {resume}"

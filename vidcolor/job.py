@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobMismatch, VidcolorError
+from .lock import LOCK_GLOB, LOCK_NAME, JobLock, chunk_lock_name
 
 MANIFEST_VERSION = 1
 JOB_MANIFEST = "manifest.json"  # a video job's, in its job folder
@@ -103,13 +104,30 @@ class VideoJob(Job):
 
     def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False, manifest: str = JOB_MANIFEST):
         self.dir = job_dir(output)
-        if restart and self.dir.exists():
-            shutil.rmtree(self.dir)
-        super().__init__(self.dir / manifest, spec, restart=False)
         self.dir.mkdir(parents=True, exist_ok=True)
+        # locked before anything in the folder is touched: the files may be another living run's
+        self.locks = self._lock(output, manifest)
+        if restart:
+            for p in self.dir.iterdir():
+                if p.match(LOCK_GLOB):  # our own lock stays, held
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+        super().__init__(self.dir / manifest, spec, restart=False)
         for p in self._torn_files():  # a torn segment or manifest from a kill: never trusted
             p.unlink(missing_ok=True)
         self._check_segments()
+
+    def _lock(self, output: Path, manifest: str) -> list[JobLock]:
+        """The whole job's lock, exclusive (:mod:`vidcolor.lock`)."""
+        return [JobLock(self.dir / LOCK_NAME, output).acquire()]
+
+    def release(self) -> None:
+        """Let another run take the job (also done when the process ends, however it ends)."""
+        for lock in self.locks:
+            lock.release()
 
     def _torn_files(self) -> list[Path]:
         return list(self.dir.glob("*.tmp*"))
@@ -156,6 +174,7 @@ class VideoJob(Job):
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.release()
 
     def record_output(self, joined: Path) -> None:
         """Record the joined file about to be renamed to OUTPUT. A kill after the rename and before
@@ -200,6 +219,15 @@ class ChunkJob(VideoJob):
     def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None):
         self.first, self.stop = first, stop
         super().__init__(output, spec, manifest=chunk_manifest_name((first, stop)))
+
+    def _lock(self, output: Path, manifest: str) -> list[JobLock]:
+        """The reel's lock shared (chunks of one reel run side by side), and this chunk's own exclusive."""
+        shared = JobLock(self.dir / LOCK_NAME, output, shared=True).acquire()
+        try:
+            return [shared, JobLock(self.dir / chunk_lock_name(manifest), output).acquire()]
+        except VidcolorError:
+            shared.release()
+            raise
 
     def _torn_files(self) -> list[Path]:
         # only this chunk's own: the other chunks' temporary files may be in the middle of being written

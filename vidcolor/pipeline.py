@@ -25,11 +25,12 @@ from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
 from .encode import SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, OomGuard, render_shape
-from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted
+from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted, write_failed
 from .guide import build_keyframes, guide_spec, plan_guides
 from .keyframes import RULE as CARRIER_RULE, Carrier
 from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
-                  file_identity, folder_identity)
+                  file_identity, folder_identity, job_dir)
+from .lock import LOCK_NAME, JobLock, ensure_free, released_on_return
 from .prefetch import Prefetcher
 from .stream import make_carrier, make_context, segment_length, stream_colour, warm_up
 from .temporal import Smoother
@@ -132,6 +133,7 @@ def _check_writable(folder: Path) -> None:
         raise VidcolorError(f"output folder is not writable: {folder} ({e.strerror or e})") from None
 
 
+@released_on_return  # on an error too: a caller that catches it may run the same job again
 def colorize_video(input: str | Path, output: str | Path, settings: Settings | None = None,
                    encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
@@ -161,6 +163,8 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     # a run killed after renaming its output into place but before removing its job folder
     leftover = clear_finished_leftover(dest) if chunk is None and not overwrite else None
     _check_output(src, dest, overwrite or leftover is not None)
+    if chunk is None:
+        ensure_free(job_dir(dest) / LOCK_NAME, dest)  # a second run on this output stops here, before any slow start
     info = videoio.probe(src)
     check_codec(encode)
     container = check_output_format(dest, fmt, info, encode)
@@ -189,6 +193,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                          guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None,
                          carrier=make_carrier(settings, seg_len, guides), container=container)
     if chunk is not None:
+        job.release()  # the join, in this process or another, takes the whole job next
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
         return res
     report = DecodeReport(**job.state.get("decode_report", {}))
@@ -306,7 +311,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
     except OSError as e:
         if writer is not None:
             writer.abort()
-        raise VidcolorError(f"write failed ({e.strerror or e}); free space and run the same command to resume") from None
+        raise VidcolorError(write_failed(e)) from None
     except Exception:
         if writer is not None:
             writer.abort()  # the job folder and its finished segments stay: the same command resumes
@@ -320,6 +325,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
         bar.close()
 
 
+@released_on_return
 def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Settings | None = None,
                     overwrite: bool = False, restart: bool = False, progress: bool = True,
                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Result:
@@ -330,6 +336,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     if dest.exists() and dest.resolve() == src.resolve():
         raise VidcolorError(f"output folder is the input folder: {dest}; choose another")
     make_output_folder(dest)
+    lock = JobLock(dest / LOCK_NAME, dest).acquire()  # before another run's temporary frames are cleared
     engine, smoother, wsha = _prepare(settings)
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
     manifest = dest / FOLDER_MANIFEST
@@ -389,6 +396,8 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         reader.close()
         bar.close()
     job.discard()
+    (dest / LOCK_NAME).unlink(missing_ok=True)  # held until here, so no run can start in between
+    lock.release()
     res.warnings += engine.warnings
     res.seconds = time.time() - t0
     return res

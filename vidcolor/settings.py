@@ -42,6 +42,7 @@ DEFAULT_KEYFRAMES = "auto"
 # The global branch's scene vector steadied over the last second of a shot (vidcolor.context);
 # opt-in: it costs some clips 0.06-0.07 dB (docs/lab-notes/2026-12-04-steady-scene-context.md).
 DEFAULT_SCENE_CONTEXT = "off"
+DEFAULT_PREVIEW_FRAMES = 8  # frames on a `vidcolor preview` sheet, spread evenly over the film
 
 DEVICES = ("auto", "cpu", "cuda")
 KEYFRAME_MODES = ("off", "auto")
