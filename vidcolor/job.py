@@ -85,6 +85,31 @@ def read_state_file(path: Path, sha256: str | None = None) -> dict[str, np.ndarr
         return None
 
 
+FOLDER_STATE_PREFIX = ".vidcolor-state-"  # a frame folder job's carrier state before frame N, in OUT_DIR
+
+
+def folder_states(dest: Path) -> list[Path]:
+    """The carrier states kept in the output folder ``dest``, oldest first (temporary files excluded)."""
+    return sorted(p for p in dest.glob(f"{FOLDER_STATE_PREFIX}*.npz") if ".tmp" not in p.name)
+
+
+def write_folder_state(dest: Path, at: int, arrays: dict[str, np.ndarray]) -> None:
+    """Keep the state before frame ``at`` in ``dest``, then drop the older ones (only the newest is read)."""
+    write_state_file(dest / f"{FOLDER_STATE_PREFIX}{at:09d}.npz", arrays)
+    for old in folder_states(dest)[:-1]:
+        old.unlink(missing_ok=True)
+
+
+def folder_state(dest: Path, start: int, period: int) -> tuple[int, dict[str, np.ndarray]] | None:
+    """The latest kept state at or before frame ``start``, as (frame, arrays); None: go on from frame 0."""
+    for path in reversed(folder_states(dest)):
+        at = int(path.name[len(FOLDER_STATE_PREFIX):].split(".")[0])
+        arrays = read_state_file(path) if 0 < at <= start and at % period == 0 else None
+        if arrays is not None:
+            return at, arrays
+    return None
+
+
 def describe_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
     """The first key whose value differs, as 'key: old -> new'."""
     for k in sorted(set(old) | set(new)):

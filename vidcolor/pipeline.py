@@ -29,8 +29,8 @@ from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_
 from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
-from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
-                  file_identity, folder_identity, read_state_file, write_state_file)
+from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
+                  file_identity, folder_identity, folder_state, folder_states, write_folder_state)
 from .prefetch import Prefetcher
 from .stream import Stages, build_stages, segment_length, stream_colour
 from .temporal import Smoother
@@ -381,7 +381,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
     manifest = dest / FOLDER_MANIFEST
     had_job = manifest.exists()
-    for p in [*dest.glob(".*.vidcolor-tmp*"), *dest.glob(".vidcolor-state-*.tmp.npz")]:
+    for p in [*dest.glob(".*.vidcolor-tmp*"), *dest.glob(f"{FOLDER_STATE_PREFIX}*.tmp.npz")]:
         p.unlink()
     outs = [dest / f.name for f in files]
     if not had_job or restart:
@@ -392,7 +392,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         if restart or overwrite:
             for o in existing:
                 o.unlink()
-        for old in _folder_states(dest):  # a state left by another job; only this job's count
+        for old in folder_states(dest):  # a state left by another job; only this job's count
             old.unlink()
     job = Job(manifest, spec, restart=restart)
     job.save()
@@ -408,8 +408,9 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     # a folder has no segments: the carrier's state is kept every DEFAULT_SEGMENT frames instead, and a
     # resume goes on from the last one kept (re-predicting the frames since, which are not rewritten)
     period = segment_length(DEFAULT_SEGMENT, settings.batch_size)
-    kept = _folder_state(dest, start, period) if settings.keyframes != "off" else None
-    stages = build_stages(settings, smoother, settings.batch_size, start, period, guides, kept)
+    kept = folder_state(dest, start, period) if settings.keyframes != "off" else None
+    stages = build_stages(settings, smoother, settings.batch_size, start, period, guides,
+                          (kept[0], CarriedState.from_arrays(kept[1])) if kept is not None else None)
     alphas: dict[int, np.ndarray | None] = {}
 
     def read_all() -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -425,9 +426,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         for item, rgb in coloured:
             frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
             if item.carry is not None:  # written after the frame before it, so a resume past it finds it
-                write_state_file(dest / _FOLDER_STATE.format(item.index + 1), item.carry.arrays())
-                for old in _folder_states(dest)[:-1]:
-                    old.unlink(missing_ok=True)
+                write_folder_state(dest, item.index + 1, item.carry.arrays())
             job.state["frames_done"] = item.index + 1
             bar.update(1)
             res.frames += 1
@@ -442,26 +441,9 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         reader.close()
         bar.close()
     job.discard()
-    for old in _folder_states(dest):
+    for old in folder_states(dest):
         old.unlink()
     res.warnings += engine.warnings
     res.seconds = time.time() - t0
     return res
 
-
-_FOLDER_STATE = ".vidcolor-state-{:09d}.npz"  # a frame folder's carrier state before that frame, in OUT_DIR
-
-
-def _folder_states(dest: Path) -> list[Path]:
-    """The carrier states kept in the output folder ``dest``, oldest first (temporary files excluded)."""
-    return sorted(p for p in dest.glob(".vidcolor-state-*.npz") if ".tmp" not in p.name)
-
-
-def _folder_state(dest: Path, start: int, period: int) -> tuple[int, CarriedState] | None:
-    """The latest kept carrier state at or before frame ``start``, as (frame, state); None: from frame 0."""
-    for path in reversed(_folder_states(dest)):
-        at = int(path.name.split("-")[-1].split(".")[0])
-        arrays = read_state_file(path) if 0 < at <= start and at % period == 0 else None
-        if arrays is not None:
-            return at, CarriedState.from_arrays(arrays)
-    return None
