@@ -34,7 +34,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['frame']} | {r['ab']:.3f} | {r['ab_median']:.3f} | {r['ratio']:.2f}x | {r['L']:.3f} "
               f"| {r['L_median']:.3f} |")
-    print(f"all frames: median a,b change {np.median(ab[1:]):.3f}, max {ab[1:].max():.3f} at {int(ab[1:].argmax()) + 1}")
+    worst = int(ab[1:].argmax()) + 1
+    print(f"all frames: median a,b change {np.median(ab[1:]):.3f}, max {ab[worst]:.3f} at {worst}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=1)

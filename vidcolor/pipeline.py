@@ -29,8 +29,8 @@ from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_
 from .guide import build_keyframes, guide_spec, plan_guides
 from .context import MODES as CONTEXT_MODES
 from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
-from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
-                  file_identity, folder_identity, folder_state, folder_states, write_folder_state)
+from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, ChunkJob, Job, VideoJob, clear_finished_leftover,
+                  describe_difference, file_identity, folder_identity, folder_state, folder_states, write_folder_state)
 from .prefetch import Prefetcher
 from .stream import Stages, build_stages, segment_length, stream_colour
 from .temporal import Smoother
