@@ -33,15 +33,16 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # the repository root: vidcolor and tests.clips, without an install
 
 from vidcolor import videoio, yuv  # noqa: E402
 from vidcolor.decode import iter_frames  # noqa: E402
 from vidcolor.encode import EncodeOptions, plane_spec as encode_plane_spec  # noqa: E402
 from vidcolor.engine import Engine  # noqa: E402
 from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
-from vidcolor.pipeline import DEFAULT_SEGMENT, DEFAULT_WINDOW, Settings, colorize_video  # noqa: E402
-from vidcolor.encode import write_rgb_video  # noqa: E402
+from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
+from vidcolor.settings import DEFAULT_SEGMENT, DEFAULT_WINDOW  # noqa: E402
+from tests.clips import write_rgb_video  # noqa: E402
 from vidcolor.weights import default_weights_path, load_model  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def loop_clip(src: Path, dest: Path, times: int) -> None:
 def peak_rss_mb(clip: Path, weights: Path, render: int, batch: int, threads: int) -> float:
     """Peak RSS of a fresh process running the CLI on `clip` (ru_maxrss of the child)."""
     with tempfile.TemporaryDirectory() as d:
-        code = ("import sys,resource,torch; torch.set_num_threads(%d); from vidcolor.pipeline import *; "
+        code = ("import sys,resource,torch; torch.set_num_threads(%d); from vidcolor.pipeline import Settings, colorize_video; "
                 "colorize_video(sys.argv[1], sys.argv[2], Settings(weights=sys.argv[3], render_size=%d, "
                 "batch_size=%d), progress=False, yuv_planes=%s); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
                 % (threads, render, batch, not RGB_PATH))

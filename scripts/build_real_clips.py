@@ -44,8 +44,8 @@ from PIL import Image
 import dedup
 from build_test_split import fetch, fetch_deb, parser, write_csv
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vidcolor.encode import write_rgb_video  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: vidcolor and tests.clips
+from tests.clips import write_rgb_video  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "real_clips_manifest.csv"

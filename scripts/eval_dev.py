@@ -32,7 +32,7 @@ from vidcolor import data as D
 from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluate import grey_baseline, image_metrics, resize_rgb, short_side_shape, write_json
-from vidcolor.defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
+from vidcolor.settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from vidcolor.train import predict_rgb
 from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
 
@@ -72,11 +72,12 @@ def photo_at(path: Path, short_side: int) -> np.ndarray:
 
 
 def colour_photo(model, img: np.ndarray, temperature: float, hint: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None, damage: np.random.Generator | None = None) -> np.ndarray:
+                 mask: torch.Tensor | None = None, damage: np.random.Generator | None = None,
+                 stock: bool = False) -> np.ndarray:
     """The model's colouring of uint8 RGB ``img`` from its own L, as uint8 RGB (with ``damage``,
     from that L given film-like damage: :func:`vidcolor.train.predict_rgb`)."""
     rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
-    out = predict_rgb(model, rgb, temperature, hint, mask, damage)
+    out = predict_rgb(model, rgb, temperature, hint, mask, damage, stock)
     return (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -138,6 +139,51 @@ def pick_sheet(items: list[D.Item], n: int) -> set[str]:
     return set(picked)
 
 
+def parse_readouts(text: str) -> list[tuple[float, float]]:
+    """'0:0.38,0.2:0.5' -> [(alpha 0, T 0.38), (alpha 0.2, T 0.5)]."""
+    out = []
+    for part in filter(None, text.split(",")):
+        try:
+            alpha, t = (float(v) for v in part.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad --readouts entry {part!r}: expected ALPHA:T") from None
+        out.append((alpha, t))
+    return out
+
+
+def sweep_readouts(a: argparse.Namespace) -> str:
+    """Run the network once per photo and read its output out each way of ``--readouts``: readout
+    bias ``alpha * log w`` (w: the rebalancing weights in the training checkpoint ``--rebalance-from``)
+    and temperature T. Returns one line per readout (overall per-image means)."""
+    from tqdm import tqdm
+
+    from vidcolor.color import lab_to_rgb
+    import torch.nn.functional as F
+
+    torch.set_num_threads(a.threads)
+    model = load_model(Path(a.weights) if a.weights else default_weights_path())
+    logw = torch.load(a.rebalance_from, map_location="cpu", weights_only=True)["rebalance"].float().log()
+    rows: dict[tuple[float, float], list[dict]] = {r: [] for r in a.readouts}
+    for it in tqdm(dev_items(Path(a.data_dir), a.limit, a.split), disable=a.quiet, leave=False):
+        img = photo_at(Path(a.data_dir) / "train" / it.file, a.short_side)
+        rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+        lab = rgb_to_lab(rgb)
+        with torch.no_grad():
+            out = model(D.make_input(lab[:, :1]))
+            for alpha, t in a.readouts:
+                model.readout_bias.copy_(alpha * logw)
+                ab = F.interpolate(model.decode_ab(out, t), size=rgb.shape[-2:], mode="bilinear", align_corners=False)
+                pred = lab_to_rgb(torch.cat([lab[:, :1], ab], 1))[0].permute(1, 2, 0).numpy()
+                m = image_metrics((pred * 255.0 + 0.5).astype(np.uint8), img)
+                rows[(alpha, t)].append({f"{who}_{k}": v for who, d in m.items() for k, v in d.items()})
+    lines = [f"{'alpha':>6}{'T':>6}  {'PSNR':>7}{'grey':>7}  {'colour':>7}  {'false%':>7}"]
+    for (alpha, t), rs in rows.items():
+        m = summarise(rs)
+        lines.append(f"{alpha:>6.2f}{t:>6.2f}  {m['pred']['psnr']:>7.2f}{m['grey']['psnr']:>7.2f}  "
+                     f"{m['pred']['colorfulness_ratio']:>7.3f}  {100 * m['pred']['false_colour']:>7.2f}")
+    return "\n".join(lines)
+
+
 def run(a: argparse.Namespace) -> dict:
     """Evaluate and return the report (also printed)."""
     from tqdm import tqdm
@@ -159,7 +205,7 @@ def run(a: argparse.Namespace) -> dict:
             rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
             hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, np.random.default_rng([HINT_SEED, key]))
         damage = np.random.default_rng([a.film, key]) if a.film is not None else None
-        ours = colour_photo(model, img, a.temperature, hint, mask, damage)
+        ours = colour_photo(model, img, a.temperature, hint, mask, damage, a.stock)
         m = image_metrics(ours, img)
         rows.append({"file": it.file, "source": it.source,
                      **{f"{who}_{k}": v for who, d in m.items() for k, v in d.items()}})
@@ -175,7 +221,7 @@ def run(a: argparse.Namespace) -> dict:
                 for who in ("pred", "grey")}
     report = {
         "weights": str(weights), "sha256": sha256_file(weights), "arch": model.config["arch"],
-        "step": state.get("step"), "temperature": a.temperature, "hints": a.hints, "film": a.film,
+        "step": state.get("step"), "temperature": a.temperature, "hints": a.hints, "film": a.film, "stock": a.stock,
         "short_side": a.short_side,
         "n": len(rows), "seconds": round(seconds, 1),
         "averaging": (f"per-image mean over {len(rows)} dev photos, each resized to short side {a.short_side} px; "
@@ -201,7 +247,7 @@ def format_report(r: dict) -> str:
                 f"  {100 * p['false_colour']:>7.2f}")
 
     out = [f"dev eval: {r['weights']} (arch {r['arch']}, step {r['step']}), T={r['temperature']}, "
-           f"hints={r['hints']}, film={r.get('film')}, {r['seconds']} s",
+           f"hints={r['hints']}, film={r.get('film')}, stock={r.get('stock')}, {r['seconds']} s",
            f"averaging: {r['averaging']}", "", head, line("overall", r["n"], r["overall"]),
            line("over sources", len(r["per_source"]), r["over_sources"]), ""]
     out += [line(s, v["n"], v) for s, v in r["per_source"].items()]
@@ -224,6 +270,14 @@ def main() -> None:
                    help="give each photo's L film-like damage (vignette, uneven exposure, tone, softness, "
                         "grain: vidcolor.film) before the model sees it, drawn from SEED and the file name; "
                         "the colour is judged on the clean L")
+    p.add_argument("--stock", action="store_true",
+                   help="with --film: the damaged grey is that of a panchromatic or orthochromatic film stock "
+                        "(vidcolor.film.spectral_l), not the photo's luminance; colour is judged on a,b only")
+    p.add_argument("--readouts", type=parse_readouts, default=None, metavar="ALPHA:T,...",
+                   help="instead of one report, a line per readout: readout bias ALPHA x log(rebalancing "
+                        "weights of --rebalance-from) and temperature T (the net runs once per photo)")
+    p.add_argument("--rebalance-from", default=None, help="training checkpoint whose rebalancing weights "
+                   "--readouts takes back")
     p.add_argument("--json", default=None, help="write the full report (with per-photo values) here")
     p.add_argument("--sheet", default=None, help="write a contact sheet PNG (rows: grey | ours | truth)")
     p.add_argument("--sheet-count", type=int, default=12)
@@ -235,6 +289,13 @@ def main() -> None:
     try:
         if a.temperature <= 0 or a.short_side < 16 or a.hints < 0 or (a.limit is not None and a.limit < 1):
             raise VidcolorError("need --temperature > 0, --short-side >= 16, --hints >= 0 and --limit >= 1")
+        if a.stock and a.film is None:
+            raise VidcolorError("--stock needs --film SEED")
+        if a.readouts:
+            if not a.rebalance_from:
+                raise VidcolorError("--readouts needs --rebalance-from TRAINING_CHECKPOINT")
+            print(sweep_readouts(a))
+            return
         r = run(a)
         if a.json:
             write_json(r, Path(a.json))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # the repository root: vidcolor without an install
 
 from vidcolor.frameio import write_frame  # noqa: E402
 from vidcolor.metrics import psnr  # noqa: E402

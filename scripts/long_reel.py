@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""A long test reel: a clip and its audio, N times back to back (for trying resume by hand).
+"""A long test reel: a clip and its audio, N times back to back (for trying resume by hand, and for
+``scripts/batch_bench.py reel``).
 
     python scripts/long_reel.py ../shared/data/clips/imageio_cockatoo_8s.mp4 /tmp/long.mp4 8
 

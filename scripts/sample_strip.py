@@ -20,7 +20,7 @@ import numpy as np
 from skimage import io
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # the repository root: vidcolor without an install
 from vidcolor.evaluate import resize_rgb  # noqa: E402
 from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Train or resume a colorization model (same as `vidcolor train`).
+"""Train or resume a colorization model (the loop is :func:`vidcolor.train.train`; there is no
+``vidcolor train`` command: training is a developer's job, not a user's).
 
     python scripts/train.py --arch vidcolor --out runs/vidcolor --minutes 120 --threads 2
+
+The recipe of the shipped weights and its commands are in weights/README.md.
 """
 import argparse
 import shutil

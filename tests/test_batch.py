@@ -147,7 +147,7 @@ def test_batch_resumes_an_unfinished_job_with_identical_frames(random_weights, t
 
 
 def test_ray_is_only_imported_for_ray():
-    code = ("import sys, vidcolor.cli, vidcolor.batch, vidcolor.batch_cli, vidcolor.workers, vidcolor.chunks, "
+    code = ("import sys, vidcolor.cli, vidcolor.batch, vidcolor.batch_item, vidcolor.workers, vidcolor.chunks, "
             "vidcolor.cluster; assert 'ray' not in sys.modules, 'imported ray'")
     r = subprocess.run([*cli()[:1], "-c", code], env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from vidcolor.chunks import VideoTask, colorize_chunked, plan_chunks
 from vidcolor.job import job_dir
-from vidcolor.pipeline import Settings
+from vidcolor.settings import RunOptions, Settings
 
 from .conftest import SHIPPED, frame_pattern, make_clip, read_video, write_pictures
 
@@ -37,8 +37,8 @@ def clip66(tmp_path_factory) -> Path:
 
 
 def _task(src: Path, out: Path, weights: Path) -> VideoTask:
-    return VideoTask(src, out, Settings(weights=str(weights), batch_size=4, render_size=64, temporal_window=3),
-                     segment_frames=8)
+    return VideoTask(src, out, RunOptions(Settings(weights=str(weights), batch_size=4, render_size=64,
+                                                   temporal_window=3), segment_frames=8))
 
 
 @pytest.mark.parametrize("name,n", [("clip72", 70), ("clip66", 66)])
@@ -98,15 +98,15 @@ def test_chunks_that_start_after_a_cut_equal_one_run(tmp_path, random_weights, m
     rule), the same chunk differs."""
     from vidcolor.chunks import chunks_for, join, prepare
     from vidcolor.cuts import find_cuts
-    from vidcolor.encode import EncodeOptions
+    from vidcolor.settings import EncodeOptions
 
     src = tmp_path / "in.mp4"
     _two_shot_clip(src, 72, 30)
     assert find_cuts(src, 0.5) == [30]
 
     def task(out: Path) -> VideoTask:
-        return VideoTask(src, out, Settings(weights=str(SHIPPED), batch_size=4, render_size=64),
-                         EncodeOptions(crf=0, preset="ultrafast"), segment_frames=8)
+        return VideoTask(src, out, RunOptions(Settings(weights=str(SHIPPED), batch_size=4, render_size=64),
+                                              EncodeOptions(crf=0, preset="ultrafast"), segment_frames=8))
     task(tmp_path / "one.mp4").run()
     one = read_video(tmp_path / "one.mp4")["frames"]
     monkeypatch.setattr("vidcolor.chunks.WARM", 8)  # so no chunk simply warms up from frame 0

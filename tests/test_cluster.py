@@ -15,6 +15,7 @@ import ray  # the `ray` extra: `scripts/setup.sh --test` installs it; the plain 
 import torch
 
 from vidcolor.batch import Item, Options
+from vidcolor.batch_item import video_task
 from vidcolor.job import job_dir
 from vidcolor.pipeline import Settings
 
@@ -54,7 +55,7 @@ def reference(reel, random_weights, tmp_path_factory) -> dict:
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _opts(random_weights).video_task(Item(reel, out, "video")).run()
+        video_task(Item(reel, out, "video"), _opts(random_weights)).run()
     finally:
         torch.set_num_threads(n)
     return read_video(out)

@@ -136,11 +136,12 @@ def test_resume_with_a_steady_context_equals_an_uninterrupted_run(tmp_path, monk
 def test_chunked_run_with_a_steady_context_equals_one_run(tmp_path, context_weights):
     """Chunks start at segment boundaries and re-predict the frames before them, context history included."""
     from vidcolor.chunks import VideoTask, colorize_chunked
+    from vidcolor.settings import RunOptions
 
     src = tmp_path / "in.mp4"
     make_clip(src, n=38, w=96, h=64)
     s = Settings(weights=str(context_weights), batch_size=4, render_size=64, scene_context="steady")
-    task = lambda out: VideoTask(src, out, s, segment_frames=8)  # noqa: E731
+    task = lambda out: VideoTask(src, out, RunOptions(s, segment_frames=8))  # noqa: E731
     task(tmp_path / "one.mp4").run()
     colorize_chunked(task(tmp_path / "chunked.mp4"), chunk_frames=16)
     a, b = (read_video(tmp_path / n)["frames"] for n in ("one.mp4", "chunked.mp4"))

@@ -196,10 +196,11 @@ def test_a_changed_keyframe_setting_is_refused_on_resume(tmp_path, monkeypatch, 
 
 def test_chunked_run_equals_one_run(tmp_path, random_weights, flickering):
     from vidcolor.chunks import VideoTask, colorize_chunked
+    from vidcolor.settings import RunOptions
 
     src = tmp_path / "in.mp4"
     make_clip(src, n=38, w=96, h=64)  # the film ends inside the last chunk's look-ahead
-    task = lambda out: VideoTask(src, out, _settings(random_weights, temporal_window=0), segment_frames=8)  # noqa: E731
+    task = lambda out: VideoTask(src, out, RunOptions(_settings(random_weights, temporal_window=0), segment_frames=8))  # noqa: E731
     task(tmp_path / "one.mp4").run()
     colorize_chunked(task(tmp_path / "chunked.mp4"), chunk_frames=16)
     a, b = (read_video(tmp_path / n)["frames"] for n in ("one.mp4", "chunked.mp4"))

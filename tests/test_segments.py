@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vidcolor import pipeline, stream
-from vidcolor.encode import EncodeOptions
+from vidcolor.settings import EncodeOptions
 from vidcolor.errors import Interrupted, JobMismatch
 from vidcolor.job import job_dir
 from vidcolor.pipeline import Settings, colorize_frames, colorize_video
@@ -178,18 +178,19 @@ def test_chunk_starts_inside_a_shot_show_no_pop(tmp_path, monkeypatch, random_we
     early. Inside a still shot its first frame then follows the one before it (written by the chunk
     before, as in one run) without a pop, where a carrier started at the chunk's first frame jumps."""
     from vidcolor.chunks import VideoTask
+    from vidcolor.settings import RunOptions
     from vidcolor.keyframes import WARM
 
     src = tmp_path / "still.mp4"
     n, first = WARM + 40, (WARM + 16) // 8  # the chunk starts past WARM, so it does not warm from frame 0
     _static_clip(src, n, 64, 48)
     settings = _settings(random_weights, render_size=32)
-    VideoTask(src, tmp_path / "one.mp4", settings, LOSSLESS, segment_frames=8).run()
+    VideoTask(src, tmp_path / "one.mp4", RunOptions(settings, LOSSLESS, segment_frames=8)).run()
     one = read_video(tmp_path / "one.mp4")["frames"]
     s = first * 8
 
     def chunk_frames(name: str) -> list[np.ndarray]:
-        task = VideoTask(src, tmp_path / name, settings, LOSSLESS, segment_frames=8)
+        task = VideoTask(src, tmp_path / name, RunOptions(settings, LOSSLESS, segment_frames=8))
         task.run((first, None))
         segs = sorted(job_dir(task.output).glob("seg_*.mp4"))
         return [f for seg in segs for f in read_video(seg)["frames"]]

@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["colorize_video", "colorize_frames", "load_model", "Settings", "Result", "VidcolorError"]
+__all__ = ["colorize_video", "colorize_frames", "load_model", "Settings", "EncodeOptions", "RunOptions", "Result",
+           "VidcolorError"]
 __version__ = "0.1.0"
 
-_WHERE = {"colorize_video": "pipeline", "colorize_frames": "pipeline", "Settings": "pipeline",
+_WHERE = {"colorize_video": "pipeline", "colorize_frames": "pipeline", "Settings": "settings",
+          "EncodeOptions": "settings", "RunOptions": "settings",
           "Result": "pipeline", "load_model": "weights", "VidcolorError": "errors"}
 
 

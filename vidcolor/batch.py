@@ -21,79 +21,22 @@ resumes from its checkpoint, as ``vidcolor video`` would. Running
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from . import frameio
-from .chunks import Chunk, VideoTask
-from .defaults import DEFAULT_SEGMENT
+from .batch_item import Item, Row, run_item
 from .errors import InputError, VidcolorError
 from .job import FOLDER_MANIFEST, clear_finished_leftover
+from .settings import DEFAULT_CHUNK, RunOptions
+
+Options = RunOptions  # every file of a batch is coloured with one RunOptions (the name batch users know)
 
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".nut", ".mpg", ".mpeg", ".ts", ".m2ts",
               ".mts", ".mxf", ".wmv", ".flv", ".dv", ".ogv", ".3gp", ".vob"}
 WRITABLE_EXTS = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".nut"}  # containers that take x264 and copy audio
 LIST_EXTS = {".txt", ".list", ".lst"}
-
-
-@dataclass
-class Item:
-    """One input and where its colour version goes."""
-
-    input: Path
-    output: Path
-    kind: str  # "video", "frames", or "missing" / "empty" (a folder without either; reported as failed, never run)
-    shown: str = ""  # the input as the user named it, for the table
-
-    def __post_init__(self) -> None:
-        self.shown = self.shown or str(self.input)
-
-
-@dataclass
-class Options:
-    """The settings every file of a batch is coloured with (see :class:`vidcolor.chunks.VideoTask`)."""
-
-    settings: "Settings"  # noqa: F821  (vidcolor.pipeline.Settings)
-    encode: "EncodeOptions | None" = None  # noqa: F821
-    segment_frames: int = DEFAULT_SEGMENT
-    deinterlace: bool = False
-    overwrite: bool = False
-    restart: bool = False
-
-    def video_task(self, item: Item) -> VideoTask:
-        from .encode import EncodeOptions
-
-        return VideoTask(item.input, item.output, self.settings, self.encode or EncodeOptions(),
-                         self.segment_frames, self.deinterlace, self.overwrite, self.restart)
-
-
-@dataclass
-class Row:
-    """One line of the summary: what happened to one input."""
-
-    item: Item
-    status: str  # done, resumed, skipped, failed, interrupted
-    exit_code: int = 0
-    frames: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def status_text(self) -> str:
-        return self.status if self.ok else f"{self.status} (exit {self.exit_code})"
-
-    @classmethod
-    def from_result(cls, item: Item, res: Any) -> "Row":
-        """The row of a finished run (a :class:`vidcolor.pipeline.Result`)."""
-        return cls(item, "resumed" if res.resumed_at else "done", 0, res.frames, res.seconds, list(res.warnings))
 
 
 # -- finding inputs and naming outputs ------------------------------------------------------
@@ -199,35 +142,6 @@ def is_finished(item: Item) -> bool:
 
 # -- running --------------------------------------------------------------------------------
 
-def run_item(item: Item, opts: Options, chunk: "Chunk | None" = None) -> Row:
-    """Colour one input (or one ``chunk`` of a video) here and now; never raises for the input's sake
-    (the row says what went wrong)."""
-    from .pipeline import colorize_frames
-
-    t0 = time.time()
-    try:
-        if item.kind == "missing":
-            raise InputError(f"input not found: {item.input}")
-        if item.kind == "empty":
-            raise InputError(f"no videos or frames found in the folder {item.input}")
-        item.output.parent.mkdir(parents=True, exist_ok=True)
-        if chunk is not None:  # --restart was applied once, before the chunks (chunks.prepare)
-            res = opts.video_task(item).run(chunk, restart=False)
-        elif item.kind == "video":
-            res = opts.video_task(item).run()
-        else:
-            res = colorize_frames(item.input, item.output, opts.settings, overwrite=opts.overwrite,
-                                  restart=opts.restart, progress=False, log=lambda s: None)
-    except VidcolorError as e:
-        return Row(item, "interrupted" if e.exit_code == 130 else "failed", e.exit_code, error=str(e),
-                   seconds=time.time() - t0)
-    except KeyboardInterrupt:
-        return Row(item, "interrupted", 130, error="interrupted; run the same command again to resume")
-    except Exception as e:  # noqa: BLE001  one file's surprise must not stop the others
-        return Row(item, "failed", 1, error=f"unexpected {type(e).__name__}: {e}", seconds=time.time() - t0)
-    return Row.from_result(item, res)
-
-
 def pending(items: list[Item], opts: Options) -> tuple[list[Item], list[Row]]:
     """Split the batch into what to run and the rows of what is not run (finished, or not there)."""
     todo, skipped = [], []
@@ -276,7 +190,6 @@ def colorize_batch(inputs: Iterable[str | Path], out: str | Path, opts: Options,
 
     def on_ray(todo: list[Item], o: Options) -> list[Row]:
         from . import cluster
-        from .chunks import DEFAULT_CHUNK
 
         cluster.connect(ray)
         device, have = o.settings.device, cluster.cluster_gpus()

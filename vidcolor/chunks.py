@@ -24,16 +24,14 @@ import av
 
 from . import videoio
 from .cuts import find_cuts, place_chunks
-from .defaults import DEFAULT_SEGMENT
-from .encode import EncodeOptions
 from .job import JOB_MANIFEST, job_dir, merge_chunks
 from .keyframes import WARM
-from .pipeline import Result, Settings, colorize_video
+from .pipeline import Result, colorize_video
+from .settings import DEFAULT_CHUNK, RunOptions
 from .stream import segment_length
 
 # (first segment, stop segment or None, [the frame the keyframe carrier starts from])
 Chunk = tuple  # tuple[int, int | None] | tuple[int, int | None, int]
-DEFAULT_CHUNK = 2400  # frames: ten default segments, 100 s of film at 24 fps
 
 
 @dataclass
@@ -42,19 +40,15 @@ class VideoTask:
 
     input: Path
     output: Path
-    settings: Settings = field(default_factory=Settings)
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
-    segment_frames: int = DEFAULT_SEGMENT
-    deinterlace: bool = False
-    overwrite: bool = False
-    restart: bool = False
+    options: RunOptions = field(default_factory=RunOptions)
 
     def run(self, chunk: Chunk | None = None, restart: bool | None = None) -> Result:
         """Colour the whole video (``chunk`` None) or one chunk of it."""
-        return colorize_video(self.input, self.output, self.settings, self.encode, overwrite=self.overwrite,
-                              restart=self.restart if restart is None else restart,
-                              segment_frames=self.segment_frames, progress=False, log=lambda s: None,
-                              deinterlace=self.deinterlace, chunk=chunk)
+        o = self.options
+        return colorize_video(self.input, self.output, o.settings, o.encode, overwrite=o.overwrite,
+                              restart=o.restart if restart is None else restart,
+                              segment_frames=o.segment_frames, progress=False, log=lambda s: None,
+                              deinterlace=o.deinterlace, chunk=chunk)
 
 
 def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
@@ -73,18 +67,19 @@ def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
 def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
     """How to split ``task``: one chunk when it is short, when its frame count is unknown, or when an
     unchunked job for it is already under way (it is resumed as it was started)."""
-    if (job_dir(task.output) / JOB_MANIFEST).exists() and not task.restart:
+    if (job_dir(task.output) / JOB_MANIFEST).exists() and not task.options.restart:
         return [(0, None)]
     try:
         frames = videoio.probe(task.input).frames
     except Exception:  # noqa: BLE001  the run itself reports what is wrong with the input, per file
         return [(0, None)]
-    seg_len = segment_length(task.segment_frames, task.settings.batch_size)
+    o = task.options
+    seg_len = segment_length(o.segment_frames, o.settings.batch_size)
     plan = plan_chunks(frames, seg_len, chunk_frames)
-    if len(plan) < 2 or task.settings.keyframes == "off":  # only the carrier's memory reaches past a chunk's warm-up
+    if len(plan) < 2 or o.settings.keyframes == "off":  # only the carrier's memory reaches past a chunk's warm-up
         return plan
     try:
-        cuts = find_cuts(task.input, task.settings.cut_threshold)
+        cuts = find_cuts(task.input, o.settings.cut_threshold)
     except (av.FFmpegError, OSError):  # the run itself reports a damaged input; chunks then warm up in full
         cuts = []
     return place_chunks(plan, seg_len, cuts, WARM)
@@ -92,7 +87,7 @@ def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
 
 def prepare(task: VideoTask, chunks: list[Chunk]) -> None:
     """Before the chunks start: ``--restart`` discards the old job here, once, not in each chunk."""
-    if task.restart:
+    if task.options.restart:
         shutil.rmtree(job_dir(task.output), ignore_errors=True)
 
 

@@ -14,16 +14,19 @@ from typing import Any, Iterator
 import click
 
 from .errors import VidcolorError, on_stop_signal, quiet_unraisable, reset_interrupted
-from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE, DEFAULT_RENDER,
-                       DEFAULT_KEYFRAMES, DEFAULT_SCENE_CONTEXT, DEFAULT_TEMPERATURE, DEFAULT_WINDOW)
+from .settings import (CONTEXT_MODES, DEFAULT_BATCH, DEFAULT_CHUNK, DEFAULT_CUT_THRESHOLD, DEFAULT_GUIDED_TEMPERATURE,
+                       DEFAULT_KEYFRAMES, DEFAULT_RENDER, DEFAULT_SCENE_CONTEXT, DEFAULT_SEGMENT, DEFAULT_TEMPERATURE,
+                       DEFAULT_WINDOW, DEVICES, KEYFRAME_MODES, EncodeOptions, RunOptions, Settings)
+
+_ENCODE = EncodeOptions()  # the encoder options' defaults, shown in --help
 
 
 def common(f):  # noqa: ANN001, ANN201
-    """Options shared by `video` and `frames`."""
+    """Options shared by `video`, `frames` and `batch`."""
     opts = [
         click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Weights file (default: the shipped weights/vidcolor.pt)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--batch-size", type=click.IntRange(1, 1024), default=DEFAULT_BATCH, show_default=True,
                      help="Frames per model call (2 takes a third less memory on 4K scans, at the same speed)."),
         click.option("--render-size", type=click.IntRange(16, 4096), default=DEFAULT_RENDER, show_default=True,
@@ -32,13 +35,13 @@ def common(f):  # noqa: ANN001, ANN201
                      help="Colour strength: >1 more vivid, <1 more muted (scales the readout temperature)."),
         click.option("--temporal-window", type=click.IntRange(0, 64), default=DEFAULT_WINDOW, show_default=True,
                      help="Frames each side used to smooth colour over time; 0 = per-frame."),
-        click.option("--keyframes", type=click.Choice(["off", "auto"]), default=DEFAULT_KEYFRAMES, show_default=True,
+        click.option("--keyframes", type=click.Choice(KEYFRAME_MODES), default=DEFAULT_KEYFRAMES, show_default=True,
                      help="auto: decide each shot's colour at keyframes and carry it through the shot with "
                           "motion (steadier colour; the network's own colour fills new content); off: the temporal "
                           "smoother alone."),
         click.option("--keyframe-every", type=click.IntRange(0, 100_000), default=0, show_default=True,
                      help="With --keyframes auto: also a new keyframe every N frames (0 = only at cuts)."),
-        click.option("--scene-context", type=click.Choice(["off", "steady"]), default=DEFAULT_SCENE_CONTEXT,
+        click.option("--scene-context", type=click.Choice(CONTEXT_MODES), default=DEFAULT_SCENE_CONTEXT,
                      show_default=True,
                      help="steady: average the network's sense of the scene over the last second of the shot "
                           "(less slow colour drift); off: decide it frame by frame."),
@@ -58,9 +61,8 @@ def common(f):  # noqa: ANN001, ANN201
     return f
 
 
-def _settings(kw: dict) -> "Settings":  # noqa: F821
-    from .pipeline import Settings  # here, not at the top: torch loads only when work starts
-
+def _settings(kw: dict) -> Settings:
+    """The colour settings the command line asks for."""
     return Settings(weights=str(kw["weights"]) if kw["weights"] else None, device=kw["device"],
                     batch_size=kw["batch_size"], render_size=kw["render_size"],
                     temperature=DEFAULT_TEMPERATURE / kw["saturation"],
@@ -183,14 +185,10 @@ class _Group(click.Group):
             from .evaluate import eval_cmd
 
             return eval_cmd
-        if name == "batch":  # in a module of its own, like its library code
-            from .batch_cli import batch_cmd
-
-            return batch_cmd
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "batch", "eval"])
+        return sorted([*super().list_commands(ctx), "eval"])
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,12 +202,13 @@ def main(debug: bool) -> None:
 def video_options(f):  # noqa: ANN001, ANN201
     """Options of `video` (and of `batch`, for its videos)."""
     opts = [
-        click.option("--codec", default="libx264", show_default=True, help="Video encoder (ffmpeg name)."),
-        click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Constant rate factor."),
-        click.option("--preset", default="medium", show_default=True, help="Encoder preset."),
+        click.option("--codec", default=_ENCODE.codec, show_default=True, help="Video encoder (ffmpeg name)."),
+        click.option("--crf", type=click.IntRange(0, 63), default=_ENCODE.crf, show_default=True,
+                     help="Constant rate factor."),
+        click.option("--preset", default=_ENCODE.preset, show_default=True, help="Encoder preset."),
         click.option("--pix-fmt", default=None,
                      help="Output pixel format (default yuv420p, or yuv420p10le for >8-bit input)."),
-        click.option("--segment-frames", type=click.IntRange(8, 100_000), default=240, show_default=True,
+        click.option("--segment-frames", type=click.IntRange(8, 100_000), default=DEFAULT_SEGMENT, show_default=True,
                      help="Frames per checkpointed segment."),
         click.option("--deinterlace", is_flag=True, help="Blend each frame's two fields before colouring "
                      "(for interlaced input; keeps count and timing)."),
@@ -219,22 +218,26 @@ def video_options(f):  # noqa: ANN001, ANN201
     return f
 
 
+def _run_options(kw: dict) -> RunOptions:
+    """One video run as the command line asks for it (`video`, and every file of `batch`)."""
+    enc = EncodeOptions(codec=kw["codec"], crf=kw["crf"], preset=kw["preset"], pix_fmt=kw["pix_fmt"])
+    return RunOptions(_settings(kw), enc, kw["segment_frames"], kw["deinterlace"], kw["overwrite"], kw["restart"])
+
+
 @main.command()
 @click.argument("input", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
 @common
 @video_options
-def video(input: Path, output: Path, codec: str, crf: int, preset: str, pix_fmt: str | None,
-          segment_frames: int, deinterlace: bool, **kw: Any) -> None:
+def video(input: Path, output: Path, **kw: Any) -> None:
     """Colorize the video INPUT into OUTPUT (container from OUTPUT's extension), keeping its audio."""
-    from .pipeline import colorize_video
-    from .encode import EncodeOptions
+    from .pipeline import colorize_video  # here, not at the top: torch loads only when work starts
 
-    enc = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
-    _run(lambda: colorize_video(input, output, _settings(kw), enc, overwrite=kw["overwrite"],
-                                restart=kw["restart"], segment_frames=segment_frames, progress=not kw["quiet"],
+    o = _run_options(kw)
+    _run(lambda: colorize_video(input, output, o.settings, o.encode, overwrite=o.overwrite, restart=o.restart,
+                                segment_frames=o.segment_frames, progress=not kw["quiet"],
                                 log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(s, err=True)),
-                                deinterlace=deinterlace),
+                                deinterlace=o.deinterlace),
          kw["quiet"])
 
 
@@ -261,6 +264,44 @@ def export_frame_cmd(video: Path, index: int, out: Path) -> None:
     from .guide import export_frame
 
     export_frame(video, index, out)  # a VidcolorError becomes one line in _Group.main
+
+
+@main.command("batch")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the colour versions (made if missing).")
+@common
+@video_options
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Files coloured at once on this machine (default: one per GPU, else one per core, "
+                   "as memory allows).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="Torch threads per worker or Ray task (default: the cores split between workers; 1 on Ray).")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Run on Ray: 'auto' joins this machine's cluster (or starts one here), or give its address.")
+@click.option("--chunk-frames", type=click.IntRange(8, 10_000_000), default=None,
+              help=f"On Ray, split videos longer than two chunks into chunks of about this many frames "
+                   f"(whole segments; default {DEFAULT_CHUNK}).")
+def batch_cmd(inputs: tuple[Path, ...], out: Path, workers: int | None, threads: int | None,
+              ray_address: str | None, chunk_frames: int | None, **kw: Any) -> None:
+    """Colour every video and frame folder in INPUTS (files, folders, or text lists of paths) into --out.
+
+    Finished outputs are skipped, unfinished ones resume. One table at the end lists every input; the exit
+    code is 0 only if none failed."""
+    from .batch import colorize_batch, exit_code, summary
+
+    count = [0]
+
+    def on_row(r: Any) -> None:
+        count[0] += 1
+        if not kw["quiet"]:
+            click.echo(f"vidcolor: [{count[0]}] {r.item.shown}: {r.status_text}", err=True)
+
+    with interruptible():  # the workers' own interrupts become rows; this catches the rest (Ray start-up, probes)
+        rows = colorize_batch(inputs, out, _run_options(kw), workers, threads, ray_address, chunk_frames, on_row,
+                              log=(lambda s: None) if kw["quiet"] else (lambda s: click.echo(f"vidcolor: {s}", err=True)))
+    click.echo(summary(rows, out))
+    sys.exit(exit_code(rows))
 
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import chunks
-from .batch import Item, Options, Row, run_item
+from .batch_item import Item, Row, run_item, video_task
+from .settings import DEFAULT_CHUNK, RunOptions
 from .errors import VidcolorError, raise_if_interrupted
 
 RETRIES = 3  # per task, for a worker that died (a node lost, out of memory); errors of the input are not retried
@@ -50,25 +51,25 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def colour_file(item: Item, opts: Options, threads: int) -> Row:
+def colour_file(item: Item, opts: RunOptions, threads: int) -> Row:
     """Ray task: one whole file."""
     _threads(threads)
     return run_item(item, opts)
 
 
-def colour_chunk(item: Item, opts: Options, chunk: chunks.Chunk, threads: int) -> Row:
+def colour_chunk(item: Item, opts: RunOptions, chunk: chunks.Chunk, threads: int) -> Row:
     """Ray task: one chunk of a video; its row has the chunk's frames and time (or its error)."""
     _threads(threads)
     return run_item(item, opts, chunk)
 
 
-def join_chunks(item: Item, opts: Options, chunk_list: list[chunks.Chunk], *parts: Row) -> Row:
+def join_chunks(item: Item, opts: RunOptions, chunk_list: list[chunks.Chunk], *parts: Row) -> Row:
     """Ray task: after every chunk of ``item``, the final mux; the row covers the whole file."""
     bad = [p for p in parts if not p.ok]
     if bad:
         return bad[0]
     try:
-        res = chunks.join(opts.video_task(item), chunk_list)
+        res = chunks.join(video_task(item, opts), chunk_list)
     except VidcolorError as e:
         return Row(item, "failed", e.exit_code, error=str(e))
     warnings = [w for p in parts for w in p.warnings] + list(res.warnings)
@@ -77,7 +78,7 @@ def join_chunks(item: Item, opts: Options, chunk_list: list[chunks.Chunk], *part
                seconds, list(dict.fromkeys(warnings)))
 
 
-def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT_CHUNK, threads: int = 1,
+def run_ray(items: list[Item], opts: RunOptions, chunk_frames: int = DEFAULT_CHUNK, threads: int = 1,
             gpus: float = 0.0, on_row: Callable[[Row], None] = lambda r: None) -> list[Row]:
     """Colour ``items`` on the connected Ray cluster (see :func:`connect`); one row per item.
 
@@ -90,7 +91,7 @@ def run_ray(items: list[Item], opts: Options, chunk_frames: int = chunks.DEFAULT
     refs: dict[Any, Item] = {}
     chunk_refs: dict[Any, list[Any]] = {}  # a join's chunk tasks: the driver submitted them, not the join
     for it in items:
-        task = opts.video_task(it)
+        task = video_task(it, opts)
         plan = chunks.chunks_for(task, chunk_frames) if it.kind == "video" else [(0, None)]
         if len(plan) == 1:
             refs[file_task.remote(it, opts, threads)] = it

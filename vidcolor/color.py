@@ -27,7 +27,7 @@ def _mix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,...jhw->...ihw", m, x)
 
 
-def _linear(rgb: torch.Tensor) -> torch.Tensor:
+def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB (clipped to [0, 1]) to linear light: the sRGB transfer curve."""
     rgb = rgb.clamp(0.0, 1.0)
     return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
@@ -40,7 +40,7 @@ def _f(t: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1], shape (..., 3, H, W) -> Lab with L in [0, 100]."""
-    xyz = _mix(_RGB2XYZ, _linear(rgb))
+    xyz = _mix(_RGB2XYZ, srgb_to_linear(rgb))
     xyz = xyz / _WHITE.to(xyz).view(3, 1, 1)
     fx, fy, fz = _f(xyz).unbind(-3)
     L = 116.0 * fy - 16.0
@@ -63,7 +63,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     """Only the L channel of :func:`rgb_to_lab`, shape (..., 1, H, W); cheaper."""
-    return 116.0 * _f(_mix(_RGB2XYZ[1:2], _linear(rgb))) - 16.0  # white Y is 1.0
+    return 116.0 * _f(_mix(_RGB2XYZ[1:2], srgb_to_linear(rgb))) - 16.0  # white Y is 1.0
 
 
 def grey_to_l(grey: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ def grey_to_l(grey: torch.Tensor) -> torch.Tensor:
     the transfer curve evaluated once instead of three times. Returns (N, 1, H, W). The numbers are
     rgb_to_l's, bit for bit where the vectorised pow covers the whole array, else within an ulp
     (tests/test_color.py). Prediction and composition both use it for grey frames, so they agree."""
-    lin = _linear(grey)
+    lin = srgb_to_linear(grey)
     lin = lin.expand(*lin.shape[:-1], 3).contiguous().permute(0, 3, 1, 2)  # rgb_to_l's input layout
     return 116.0 * _f(_mix(_RGB2XYZ[1:2], lin)) - 16.0
 

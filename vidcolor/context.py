@@ -19,7 +19,8 @@ Here frame t's pooled vector becomes a weighted mean of the raw vectors of frame
   weight near 0 and the new shot starts from its own context. A flash frame (0.54) is left out
   the same way, and film flicker (0.08 to 0.2) is only partly averaged.
 - Filtering the pooled features, before the MLP, and SIGMA 0.07 cost less PSNR on the flicker
-  and dance clips than filtering the MLP's output or SIGMA 0.15 (README, issue 15).
+  and dance clips than filtering the MLP's output or SIGMA 0.15
+  (docs/lab-notes/2026-12-04-steady-scene-context.md).
 - Frames with colour hints (``--reference``, pins) keep their own vector and do not enter the
   history: hints change what the network sees. A gap in the frame numbers or a change of size
   empties the history.
@@ -35,10 +36,11 @@ from typing import Sequence
 
 import torch
 
+from .settings import CONTEXT_MODES as MODES  # noqa: F401  (re-exported; the choices live with the setting)
+
 FRAMES = 24     # K: frames (this one included) whose vectors are averaged; 1 s at 24 fps
 BETA = 0.95     # per-frame weight decay: the EMA that took the drift down in the experiment
 SIGMA = 0.07    # relative distance at which an older frame's weight falls to 1/e (cuts are >= 0.57)
-MODES = ("off", "steady")
 
 
 class SceneContext:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .color import grey_to_l, lab_to_rgb, rgb_to_l
 from .context import SceneContext
 from .data import make_input
-from .defaults import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
+from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from .errors import VidcolorError
 from .model import Colorizer
 from .yuv import YuvSpec, chroma, luma_to_l
@@ -155,16 +155,9 @@ class Engine:
         return Prediction(L=L, ab=ab.float().contiguous(), L_full=L_full, grey=grey)
 
     @torch.inference_mode()
-    def compose_batch(self, frames: list[np.ndarray], ab: torch.Tensor) -> list[np.ndarray]:
-        """Full-resolution colour: each frame's own L plus ab upsampled from render size.
-
-        Returns arrays of the input dtype (uint8 or uint16), shape (H, W, 3).
-        """
-        return self.compose_l(rgb_to_l(self._upload(frames)), ab, frames[0].dtype)
-
-    @torch.inference_mode()
     def compose_l(self, L: torch.Tensor, ab: torch.Tensor, dtype: np.dtype) -> list[np.ndarray]:
-        """:meth:`compose_batch` from the full-resolution L that :meth:`predict` already computed
+        """Full-resolution colour: L (N, 1, H, W) plus ab upsampled from render size, as arrays of ``dtype``
+        (uint8 or uint16), shape (H, W, 3). L is the one :meth:`predict` already computed
         (``Prediction.L_full``), which saves converting every frame to L a second time."""
         L = L.to(self.device)
         ab_full = F.interpolate(ab.to(self.device), size=L.shape[-2:], mode="bilinear", align_corners=False)

@@ -5,7 +5,7 @@ corners (vignetting), varies across the frame and from frame to frame (uneven de
 flicker), its tone curve is not the photo's, it is soft, and it is grainy. The training photos
 have none of that, and the network had learnt to read a darker top edge as sky and a dark
 corner as a sunset: on ``samples/sample.mp4`` (a grey clip given a vignette) a white wall came
-out orange with a blue top and a wooden floor red and blue (weights/README.md, Session 12).
+out orange with a blue top and a wooden floor red and blue (docs/lab-notes/2026-12-03-training-runs.md, "Film-like damage").
 
 :func:`degrade_l` applies a random mix of these to the network's *input* only; the target
 colour is the photo's own, so the network learns colour that does not depend on them.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import l_to_y, y_to_l
+from .color import l_to_y, srgb_to_linear, y_to_l
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -70,3 +70,32 @@ def degrade_l(L: torch.Tensor, rng: np.random.Generator, p: float = 0.5) -> torc
             x = x + g * float(rng.uniform(0.5, 5.0))
         out[i:i + 1] = x.clamp(0, 100)
     return out
+
+
+# How much of each linear sRGB primary reaches the grey picture. A photo's grey is its luminance
+# (the first row); panchromatic stock sees red a little more weakly and blue more strongly, and
+# orthochromatic stock is blind to red (red lips and brick go near black) and sees blue strongly
+# (a blue sky comes out nearly white). The ranges are (low, high) per primary; green takes the rest.
+LUMINANCE = (0.212671, 0.715160, 0.072169)
+PANCHROMATIC = ((0.15, 0.30), (0.08, 0.20))  # (red range, blue range)
+ORTHOCHROMATIC = ((0.0, 0.05), (0.30, 0.60))
+
+
+def spectral_l(rgb: torch.Tensor, rng: np.random.Generator, p_pan: float = 0.35,
+               p_ortho: float = 0.25) -> torch.Tensor:
+    """L (N, 1, H, W) of sRGB (N, 3, H, W) in [0, 1] as a film stock drawn at random would record
+    it: with ``p_ortho`` orthochromatic, with ``p_pan`` panchromatic, else the photo's own
+    luminance (then equal to :func:`vidcolor.color.rgb_to_l`)."""
+    lin = srgb_to_linear(rgb)
+    out = []
+    for i in range(rgb.shape[0]):
+        u = rng.random()
+        if u < p_ortho or u < p_ortho + p_pan:
+            (r_lo, r_hi), (b_lo, b_hi) = ORTHOCHROMATIC if u < p_ortho else PANCHROMATIC
+            r, b = rng.uniform(r_lo, r_hi), rng.uniform(b_lo, b_hi)
+            w = (r, 1.0 - r - b, b)
+        else:
+            w = LUMINANCE
+        y = sum(float(w[c]) * lin[i:i + 1, c:c + 1] for c in range(3))
+        out.append(y_to_l(y))
+    return torch.cat(out)

@@ -34,15 +34,15 @@ how many frames' worth of evidence stands behind it:
 So on content the flow follows, the output is a mean of the network's colour
 over up to about ``1 / (1 - DECAY)`` frames either side in the shot, instead
 of following the network's slow drift. Sessions 13-14 carried forward only
-(README, Session 13); session 15 added the backward side and, with both
-sides, a longer memory won on the dev clips (README, Session 15).
+(docs/lab-notes/2026-12-05-running-mean-carrier.md); session 15 added the backward side and, with both
+sides, a longer memory won on the dev clips (docs/lab-notes/2026-12-06-two-sided-carrier.md).
 
 Look-ahead and memory: frames are emitted in blocks of ``AHEAD`` frames that
 sit on multiples of ``AHEAD`` counted from frame 0; a block goes out when
 the frames ``AHEAD`` past its end have arrived, so each frame sees between
 ``AHEAD`` and ``2 * AHEAD`` frames ahead, and up to ``2 * AHEAD`` frames
 (with what composition needs at full resolution) are held: memory is flat
-with length and grows with frame size (README, Session 15: 1.40 GB at 1080p).
+with length and grows with frame size (docs/lab-notes/2026-12-06-two-sided-carrier.md: 1.40 GB at 1080p).
 
 Checkpoints (issue 35): until rule 4 a keyframe was forced at every segment start so that a
 resumed run needed no history, and the colour jumped there. Now nothing restarts at a segment:
@@ -64,12 +64,12 @@ import torch
 import torch.nn.functional as F
 
 from . import flow as fl
+from .settings import KEYFRAME_MODES as MODES  # noqa: F401  (re-exported; the choices live with the setting)
 from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 
 DECAY = 0.985      # evidence kept per frame carried: a memory of about 67 frames (2.7 s at 25 fps) each side
 FB_KEEP = 0.6      # evidence kept where the flow fails its forward-backward check (LK fails often on film)
 KEY_WEIGHT = 1.0 / (1.0 - DECAY)  # a guided keyframe's colour counts as a full memory of frames
-MODES = ("off", "auto")
 # The carrying rule's version, kept in a job's manifest: 5 carries the state across segments (issue 35),
 # 4 is the two-sided running mean that restarted at every segment (session 15), 3 the forward-only one
 # (session 13), 2 the renewed decaying trust. A job begun under another rule does not resume, which
@@ -82,7 +82,7 @@ RULE = 5
 # 384 (mean 0.0007), below one step of 8-bit chroma.
 WARM = 384
 # Frames per emitted block; each frame sees AHEAD..2*AHEAD frames ahead. 48 beat 24 and 12 on the dev clips
-# (README, Session 15). Held frames keep their Y plane (plane path) or float L (RGB path) for composition.
+# (docs/lab-notes/2026-12-06-two-sided-carrier.md). Held frames keep their Y plane (plane path) or float L (RGB path) for composition.
 AHEAD = 48
 
 

@@ -23,8 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .color import AB_SCALE, in_gamut_bins
+from .effnet import EffDecNet
 
-ARCHS = ("vidcolor", "conv", "fusion", "vgg", "resnet", "tiny")
+ARCHS = ("vidcolor", "effdec", "conv", "fusion", "vgg", "resnet", "tiny")
 DEFAULT_ARCH = "vidcolor"
 IN_CH = 4
 
@@ -216,7 +217,7 @@ class IdentityNet(nn.Module):
         return x.new_zeros(x.shape[0], 2, (x.shape[2] + 3) // 4, (x.shape[3] + 3) // 4)
 
 
-_CLASSES = {"identity": IdentityNet, "vidcolor": VidColorNet, "conv": ConvNet, "fusion": FusionNet, "vgg": VGGNet,
+_CLASSES = {"identity": IdentityNet, "vidcolor": VidColorNet, "effdec": EffDecNet, "conv": ConvNet, "fusion": FusionNet, "vgg": VGGNet,
             "resnet": ResNetColor, "tiny": TinyNet}
 
 
@@ -229,6 +230,8 @@ def default_config(arch: str = DEFAULT_ARCH) -> dict[str, Any]:
         return cfg
     if arch == "vidcolor":
         cfg.update(width=32, blocks=4, bin_step=10.0)
+    elif arch == "effdec":
+        cfg.update(width=64, bin_step=10.0)
     elif arch == "vgg":
         cfg.update(width=16)
     else:
@@ -246,7 +249,7 @@ class Colorizer(nn.Module):
         if arch not in _CLASSES:
             raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
         kwargs = {k: v for k, v in config.items() if k in ("width", "blocks")}
-        if arch == "vidcolor":
+        if _CLASSES[arch].kind == "classify":
             bins = in_gamut_bins(config.get("bin_step", 10.0))
             kwargs["n_bins"] = len(bins)
             self.register_buffer("bins", bins, persistent=False)
@@ -265,7 +268,7 @@ class Colorizer(nn.Module):
     def scene_context(self, g_filter: Callable[[torch.Tensor], torch.Tensor] | None) -> Iterator[bool]:
         """Within the block, the global branch's pooled features (N, C) go through ``g_filter``
         (:class:`vidcolor.context.SceneContext`); yields False for a network without that branch."""
-        mods = [m for m in self.net.modules() if isinstance(m, GlobalFusion)]
+        mods = [m for m in self.net.modules() if hasattr(m, "g_filter")]  # GlobalFusion, effnet.SceneVector
         for m in mods:
             m.g_filter = g_filter
         try:

@@ -23,12 +23,11 @@ import numpy as np
 
 from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
-from .encode import EncodeOptions, SegmentWriter, check_codec, check_output_format, plane_spec
+from .encode import SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted
 from .guide import build_keyframes, guide_spec, plan_guides
-from .context import MODES as CONTEXT_MODES
-from .keyframes import MODES as KEYFRAME_MODES, RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
+from .keyframes import RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
 from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, ChunkJob, Job, VideoJob, clear_finished_leftover,
                   describe_difference, file_identity, folder_identity, folder_state, folder_states, write_folder_state)
 from .prefetch import Prefetcher
@@ -36,46 +35,7 @@ from .stream import Stages, build_stages, segment_length, stream_colour
 from .temporal import Smoother
 from .weights import default_weights_path, load_model, sha256_file
 
-from .defaults import (DEFAULT_BATCH, DEFAULT_CUT_THRESHOLD, DEFAULT_RENDER, DEFAULT_SEGMENT,  # noqa: F401
-                       DEFAULT_GUIDED_TEMPERATURE, DEFAULT_KEYFRAMES, DEFAULT_SCENE_CONTEXT, DEFAULT_TEMPERATURE,
-                       DEFAULT_WINDOW)
-
-
-@dataclass
-class Settings:
-    """Everything that changes the colours; recorded in checkpoints so resumes match."""
-
-    weights: str | None = None
-    device: str = "auto"
-    batch_size: int = DEFAULT_BATCH
-    render_size: int = DEFAULT_RENDER
-    temperature: float = DEFAULT_TEMPERATURE
-    guided_temperature: float = DEFAULT_GUIDED_TEMPERATURE  # for frames a reference or pin reaches
-    temporal_window: int = DEFAULT_WINDOW
-    cut_threshold: float = DEFAULT_CUT_THRESHOLD
-    references: tuple[str, ...] = ()  # "FRAME_INDEX=IMAGE" colour keyframes
-    hints: str | None = None  # JSON file of {frame, x, y, rgb} colour pins
-    keyframes: str = DEFAULT_KEYFRAMES  # "auto": carry each shot's keyframe colour with flow (vidcolor.keyframes)
-    keyframe_every: int = 0  # with keyframes "auto": also a keyframe every N frames (0: only at cuts)
-    scene_context: str = DEFAULT_SCENE_CONTEXT  # "steady": filter the global scene vector over frames
-
-    def validate(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 1 or self.batch_size > 1024:
-            raise VidcolorError(f"--batch-size must be a whole number from 1 to 1024, got {self.batch_size!r}")
-        for t in (self.temperature, self.guided_temperature):
-            if not 0.01 <= t <= 5.0:
-                raise VidcolorError(f"saturation temperature must be between 0.01 and 5, got {t}")
-        if not 0.0 <= self.cut_threshold <= 1.0:
-            raise VidcolorError(f"--cut-threshold must be between 0 and 1, got {self.cut_threshold}")
-        if self.temporal_window < 0 or self.temporal_window > 64:
-            raise VidcolorError(f"--temporal-window must be from 0 to 64, got {self.temporal_window}")
-        if self.keyframes not in KEYFRAME_MODES:
-            raise VidcolorError(f"--keyframes must be one of {', '.join(KEYFRAME_MODES)}, got {self.keyframes!r}")
-        if self.scene_context not in CONTEXT_MODES:
-            raise VidcolorError(f"--scene-context must be one of {', '.join(CONTEXT_MODES)}, "
-                                f"got {self.scene_context!r}")
-        if not isinstance(self.keyframe_every, int) or self.keyframe_every < 0:
-            raise VidcolorError(f"--keyframe-every must be a whole number >= 0, got {self.keyframe_every!r}")
+from .settings import DEFAULT_SEGMENT, EncodeOptions, Settings  # Settings re-exported: vidcolor.pipeline.Settings
 
 
 @dataclass

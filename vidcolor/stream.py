@@ -25,7 +25,7 @@ from .prefetch import Prefetcher
 from .temporal import Item, Smoother
 
 if TYPE_CHECKING:
-    from .pipeline import Settings
+    from .settings import Settings
 
 
 @dataclass

@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from . import flow as fl
-from .defaults import DEFAULT_WINDOW  # noqa: F401  (re-exported: 3 frames each side, the CLI's default)
 
 CUT_SCALE = fl.CUT_SCALE  # kept here too: vidcolor.guide reads it from this module
 L_SIGMA = 6.0      # L units: how far warped L may differ before a neighbour is ignored

@@ -15,7 +15,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .color import AB_SCALE, rgb_to_lab
+from .settings import DEFAULT_TEMPERATURE
 from .guide import apply_guide
 from .metrics import colorfulness, psnr
 from .model import Colorizer, build_model, default_config
@@ -48,7 +49,7 @@ class TrainConfig:
     regress: float = 0.0
     hints: bool = True
     # Share of training images that get no hints. 0.5 trains both modes equally; session 3 tried
-    # 0.35 and its automatic colour on clips got worse (weights/README.md).
+    # 0.35 and its automatic colour on clips got worse (docs/lab-notes/2026-12-03-training-runs.md).
     hint_p_none: float = 0.5
     # Extra scaling of chosen sources' sampling shares on top of sqrt-by-size (data.source_weights).
     # Faces and clothing are 68% of the photos; users' film is mostly scenes, foliage and sky.
@@ -79,7 +80,12 @@ def estimate_rebalance(images: list[np.ndarray], bins: torch.Tensor, lam: float,
         img = torch.from_numpy(images[i][::4, ::4].copy()).permute(2, 0, 1).float() / 255.0
         ab = rgb_to_lab(img)[1:].reshape(2, -1).T
         counts += torch.bincount(torch.cdist(ab, bins).argmin(1), minlength=len(bins)).double()
-    p = counts / counts.sum()
+    return rebalance_from_counts(counts, bins, lam, sigma)
+
+
+def rebalance_from_counts(counts: torch.Tensor, bins: torch.Tensor, lam: float, sigma: float = 5.0) -> torch.Tensor:
+    """:func:`estimate_rebalance`'s weights from per-bin pixel counts."""
+    p = counts.double() / counts.sum()
     d2 = torch.cdist(bins.double(), bins.double()) ** 2
     p = (torch.exp(-d2 / (2 * sigma ** 2)) @ p)
     p = p / p.sum()
@@ -121,20 +127,24 @@ def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: 
 @torch.no_grad()
 def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
                 hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                damage: np.random.Generator | None = None) -> torch.Tensor:
+                damage: np.random.Generator | None = None, stock: bool = False) -> torch.Tensor:
     """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper).
 
     Hints get the same treatment as a guided frame in the product: their correction is
     spread and hinted pixels take the hint's colour (:func:`vidcolor.guide.apply_guide`).
     With ``damage`` the network sees L given film-like damage (:func:`vidcolor.film.degrade_l`)
     and its colour is put on the clean L, so the result measures only how the damage
-    changes the colour chosen.
+    changes the colour chosen. With ``stock`` too, the damaged grey is first recorded as a
+    panchromatic or orthochromatic film stock would (:func:`vidcolor.film.spectral_l`), not as
+    the photo's luminance; colour is still put on the photo's L, so it is judged on a,b only.
     """
     from .color import lab_to_rgb
-    from .film import degrade_l
+    from .film import degrade_l, spectral_l
 
     lab = rgb_to_lab(rgb)
-    L_in = lab[:, :1] if damage is None else degrade_l(lab[:, :1], damage, p=1.0)
+    L_in = lab[:, :1]
+    if damage is not None:
+        L_in = degrade_l(spectral_l(rgb, damage, p_pan=0.5, p_ortho=0.5) if stock else L_in, damage, p=1.0)
     x = D.make_input(L_in, hint_ab, mask)
     ab = model.decode_ab(model(x), temperature)
     ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
@@ -168,6 +178,44 @@ def predict_rgb_grey(rgb: torch.Tensor) -> np.ndarray:
     lab = rgb_to_lab(rgb)
     lab[:, 1:] = 0
     return (lab_to_rgb(lab)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+class WallClock:
+    """Training wall time that adds up over sessions (``wall``), counted up to the last :meth:`lap`."""
+
+    def __init__(self, wall: float = 0.0):
+        self.wall = wall
+        self.mark = time.time()
+
+    def lap(self) -> None:
+        now = time.time()
+        self.wall += now - self.mark
+        self.mark = now
+
+
+def periodic(step: int, loss: float, cfg: Any, clock: WallClock, ema: Colorizer, dev_images: list[np.ndarray],
+             history: list[dict], checkpoint: Callable[[], None]) -> None:
+    """Every ``cfg.eval_every`` steps a quick dev eval, a history line and a checkpoint; between
+    those, a checkpoint every ``cfg.ckpt_every_s`` seconds."""
+    if step % cfg.eval_every == 0:
+        clock.lap()
+        m = quick_eval(ema, dev_images)
+        history.append({"step": step, "wall_seconds": round(clock.wall), "loss": round(loss, 4), **m})
+        print(json.dumps(history[-1]), flush=True)
+        checkpoint()
+    elif time.time() - clock.mark >= cfg.ckpt_every_s:
+        clock.lap()
+        checkpoint()
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, over every float tensor of the state; others copied."""
+    for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+        if pe.dtype.is_floating_point:
+            pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        else:
+            pe.copy_(pm)
 
 
 def save_atomic(obj: dict, path: Path | str) -> None:
@@ -224,20 +272,19 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     if model.kind == "classify" and (state is None or "rebalance" in changed):  # a new lambda needs its own prior
         rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
     step = state["step"] if state else 0
-    wall = state["wall_seconds"] if state else 0.0
+    clock = WallClock(state["wall_seconds"] if state else 0.0)
     history = state["history"] if state else []
     if state and changed:
-        history.append({"step": step, "wall_seconds": round(wall), "changed": changed})
+        history.append({"step": step, "wall_seconds": round(clock.wall), "changed": changed})
     ema.eval()
 
     def checkpoint() -> None:
         obj = {"config": model.config, "model": model.state_dict(), "ema": ema.state_dict(),
-               "optimizer": optim.state_dict(), "step": step, "wall_seconds": wall, "history": history,
+               "optimizer": optim.state_dict(), "step": step, "wall_seconds": clock.wall, "history": history,
                "train_config": asdict(cfg), "rebalance": rebal}
         save_atomic(obj, ckpt_path)
 
-    t_start = time.time()
-    t_ckpt = t_start
+    t_start = clock.mark
     stop_step = step + steps if steps is not None else None
     bar = tqdm(desc=f"train {cfg.arch}", initial=step, disable=not progress, unit="step")
     model.train()
@@ -262,29 +309,12 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
-        with torch.no_grad():
-            d = min(cfg.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
-                if pe.dtype.is_floating_point:
-                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
-                else:
-                    pe.copy_(pm)
+        ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-        now = time.time()
-        if step % cfg.eval_every == 0:
-            wall += now - t_ckpt
-            t_ckpt = now
-            m = quick_eval(ema, dev_images)
-            history.append({"step": step, "wall_seconds": round(wall), "loss": round(loss.item(), 4), **m})
-            print(json.dumps(history[-1]), flush=True)
-            checkpoint()
-        elif now - t_ckpt >= cfg.ckpt_every_s:
-            wall += now - t_ckpt
-            t_ckpt = now
-            checkpoint()
-    wall += time.time() - t_ckpt
+        periodic(step, loss.item(), cfg, clock, ema, dev_images, history, checkpoint)
+    clock.lap()
     checkpoint()
     bar.close()
     for s, h in old.items():
@@ -294,13 +324,13 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     return ckpt_path
 
 
-def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0) -> None:
+def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0, temperature: float | None = None) -> None:
     """Write the slim inference file: config + EMA weights + training facts.
 
     ``prior_alpha`` > 0 stores ``prior_alpha * log(w)`` of the rebalancing weights ``w`` as the
     model's readout bias (:class:`vidcolor.model.Colorizer`): the share of class rebalancing
     that the readout takes back. Choose it on the dev split: export with a few values and run
-    ``scripts/eval_dev.py --weights`` on each (weights/README.md, Session 6)."""
+    ``scripts/eval_dev.py --weights`` on each (docs/lab-notes/2026-12-02-readout-bias.md)."""
     st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     obj = {"config": st["config"], "model": st["ema"], "step": st["step"],
            "wall_seconds": st["wall_seconds"], "train_config": st["train_config"], "history": st["history"]}
@@ -309,4 +339,15 @@ def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0) -> Non
             raise ValueError(f"{ckpt_path} holds no rebalancing weights to take back")
         obj["readout_bias"] = prior_alpha * st["rebalance"].float().log()
         obj["prior_alpha"] = prior_alpha
+    if temperature is not None:
+        # The product reads every model out at DEFAULT_TEMPERATURE / saturation. A model whose best
+        # readout (chosen on dev) is another T gets its logits scaled by DEFAULT_TEMPERATURE / T,
+        # folded into the last layer and the readout bias, so that --saturation 1 means that T.
+        s = DEFAULT_TEMPERATURE / temperature
+        obj["model"] = dict(obj["model"])
+        for k in ("net.head.weight", "net.head.bias"):
+            obj["model"][k] = obj["model"][k] * s
+        if "readout_bias" in obj:
+            obj["readout_bias"] = obj["readout_bias"] * s
+        obj["readout_temperature"] = temperature
     save_atomic(obj, dest)

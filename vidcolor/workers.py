@@ -20,7 +20,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Callable
 
-from .batch import Item, Options, Row, run_item
+from .batch_item import Item, Row, run_item
+from .settings import RunOptions
 from .errors import on_stop_signal, quiet_unraisable
 
 WORKER_BYTES = 3 << 29  # 1.5 GiB: a worker's peak RSS was 1.2 GB on 640x360 at render size 256
@@ -72,7 +73,7 @@ def plan_workers(files: int, m: Machine, workers: int | None = None, threads: in
     return Plan(n, t, [k % m.gpus if m.gpus else None for k in range(n)])
 
 
-def _worker(conn: Connection, threads: int, opts: Options) -> None:
+def _worker(conn: Connection, threads: int, opts: RunOptions) -> None:
     """A worker's loop: colour each item it is sent, send back its row."""
     import torch
 
@@ -95,7 +96,7 @@ def _worker(conn: Connection, threads: int, opts: Options) -> None:
 
 
 class _Slot:
-    def __init__(self, ctx: mp.context.BaseContext, plan: Plan, k: int, opts: Options):
+    def __init__(self, ctx: mp.context.BaseContext, plan: Plan, k: int, opts: RunOptions):
         env = {"OMP_NUM_THREADS": str(plan.threads), "MKL_NUM_THREADS": str(plan.threads)}
         if plan.gpus[k] is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(plan.gpus[k])
@@ -113,7 +114,7 @@ class _Slot:
         self.item: Item | None = None
 
 
-def run_local(items: list[Item], opts: Options, plan: Plan,
+def run_local(items: list[Item], opts: RunOptions, plan: Plan,
               on_row: Callable[[Row], None] = lambda r: None) -> list[Row]:
     """Colour ``items`` on ``plan.workers`` processes; one row per item, whatever happens to a worker."""
     ctx = mp.get_context("spawn")

@@ -1,9 +1,9 @@
 """Average the EMA weights of several training checkpoints of one run (SWA-style) and export them.
 
-    python scripts/average_checkpoints.py OUT.pt A.pt B.pt C.pt [--prior-alpha 0.05]
+    python scripts/experiments/average_checkpoints.py OUT.pt A.pt B.pt C.pt [--prior-alpha 0.05]
 
 The BatchNorm running statistics are averaged like the weights. The rest of the checkpoint (config,
-step, history) is the last file's. Session 16 measured this in weights/README.md (not shipped).
+step, history) is the last file's. Measured in docs/lab-notes/2026-12-06-readouts-and-averaging.md (not shipped).
 """
 from __future__ import annotations
 

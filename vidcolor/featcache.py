@@ -1,0 +1,104 @@
+"""Cached encoder features: train the ``effdec`` decoder at hundreds of photos a second.
+
+The encoder is frozen while the decoder learns, so its features of a training photo never
+change. Computing them once (one pass of Lite0 per photo and variant) and training the decoder
+on the stored features makes a training step cost only the decoder. Each *variant* is one pass
+over the training photos with its own random square crop, mirror (odd variants) and film grey:
+a spectral response drawn per photo (:func:`vidcolor.film.spectral_l`) and, on half of them,
+film damage (:func:`vidcolor.film.degrade_l`). The truth is the photo's own ab at stride 4.
+
+Photos are cached in a fixed shuffled order (:func:`cache_order`), so that a cache still being
+built holds a fair sample of every source, and training can start on what is done.
+
+Layout of ``DIR/v{variant}/``: ``f0..f3.npy`` (float16, the four encoder taps), ``ab.npy``
+(int8, ab at stride 4), ``done.json`` (how many photos are written). Building is resumable: it
+writes in chunks and ``done.json`` is replaced only after a chunk is flushed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as D
+from .color import rgb_to_lab
+from .effnet import TAP_CHANNELS, EffDecNet
+from .film import degrade_l, spectral_l
+
+CHUNK = 256
+
+
+def _square(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool) -> torch.Tensor:
+    """A random size x size crop of the photo scaled so its short side is ``size``: (3, S, S) in [0, 1]."""
+    t = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)[None]
+    h, w = img.shape[:2]
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    t = t[:, y:y + size, x:x + size]
+    return (t.flip(-1) if flip else t).clamp_(0, 1)
+
+
+def cache_order(n: int, seed: int = 77) -> np.ndarray:
+    """Row ``r`` of the cache holds photo ``cache_order(n)[r]`` of the training list."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def open_variant(root: Path, variant: int, n: int, size: int, mode: str = "r") -> dict[str, np.ndarray]:
+    """The memory-mapped arrays of one variant (``mode`` "r", or "r+"/"w+" while building)."""
+    d = root / f"v{variant}"
+    s4 = size // 4
+    shapes = {f"f{i}": (n, c, s4 >> i, s4 >> i) for i, c in enumerate(TAP_CHANNELS)}
+    shapes["ab"] = (n, 2, s4, s4)
+    return {k: np.lib.format.open_memmap(d / f"{k}.npy", mode=mode, dtype=np.int8 if k == "ab" else np.float16,
+                                         shape=shape if mode == "w+" else None)
+            for k, shape in shapes.items()}
+
+
+def done_count(root: Path, variant: int) -> int:
+    p = root / f"v{variant}" / "done.json"
+    return json.loads(p.read_text())["done"] if p.exists() else 0
+
+
+@torch.no_grad()
+def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant: int, size: int = 192,
+                  seed: int = 77, batch: int = 16, progress: bool = True) -> None:
+    """Write (or finish writing) variant ``variant`` of the feature cache for ``images``."""
+    from tqdm import tqdm
+
+    d = root / f"v{variant}"
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(images)
+    start = done_count(root, variant)
+    arrs = open_variant(root, variant, n, size, mode="r+" if start else "w+")
+    order = cache_order(n, seed)
+    net.eval()
+    bar = tqdm(total=n, initial=start, desc=f"features v{variant}", disable=not progress, unit="photo")
+    for c0 in range(start, n, CHUNK):
+        for b0 in range(c0, min(c0 + CHUNK, n), batch):
+            idx = range(b0, min(b0 + batch, n))
+            rgb, L = [], []
+            for i in idx:
+                rng = np.random.default_rng([seed, variant, i])  # per row: a rebuilt chunk is the same
+                t = _square(images[order[i]], size, rng, flip=variant % 2 == 1)[None]
+                rgb.append(t)
+                L.append(degrade_l(spectral_l(t, rng), rng, p=0.5))
+            rgb_t, L_t = torch.cat(rgb), torch.cat(L)
+            feats = net.features(D.make_input(L_t))
+            ab = F.avg_pool2d(rgb_to_lab(rgb_t)[:, 1:], 4)
+            sl = slice(idx.start, idx.stop)
+            for k, f in enumerate(feats):
+                arrs[f"f{k}"][sl] = f.numpy().astype(np.float16)
+            arrs["ab"][sl] = ab.round().clamp(-128, 127).numpy().astype(np.int8)
+            bar.update(len(idx))
+        for a in arrs.values():
+            a.flush()
+        tmp = d / "done.json.tmp"
+        tmp.write_text(json.dumps({"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed}))
+        os.replace(tmp, d / "done.json")
+    bar.close()

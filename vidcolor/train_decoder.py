@@ -1,0 +1,201 @@
+"""Training the ``effdec`` decoder on cached encoder features (nanoGPT-style, resumable).
+
+    python scripts/train_effdec.py --out runs/effdec --minutes 120 --threads 1
+
+Phase 1 of the effdec recipe: the pretrained encoder is frozen, its features of every training
+photo are cached once per variant (:mod:`vidcolor.featcache`), and only the decoder learns. The
+checkpoint has the layout of :mod:`vidcolor.train`'s (config, model, ema, optimizer, step, wall
+time, history, rebalancing prior), so ``export_weights`` and ``--resume-from`` work on it, and
+the model and EMA state dicts hold the encoder too: an exported file holds every weight.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import data as D
+from .color import AB_SCALE
+from .effnet import EffDecNet, load_pretrained_encoder, pool_hints
+from .featcache import build_variant, cache_order, done_count, open_variant
+from .model import build_model, default_config
+from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
+
+
+@dataclass
+class DecoderConfig:
+    data_dir: str = "../shared/data"
+    out: str = "runs/effdec"
+    size: int = 192  # side of the cached square crops
+    variants: int = 1  # cache passes: even ones plain, odd ones mirrored, each with its own film greys
+    batch: int = 32
+    lr: float = 1e-3
+    min_lr: float = 5e-5
+    warmup: int = 300
+    max_steps: int = 12_000  # the cosine horizon
+    weight_decay: float = 1e-4
+    ema: float = 0.998
+    rebalance: float = 0.5  # lambda of Zhang et al.: 0 = full rebalancing, 1 = none
+    regress: float = 1.0  # Huber on the softmax mean (see TrainConfig.regress)
+    hint_p_none: float = 0.5
+    damp: dict[str, float] = field(default_factory=lambda: dict(D.DEFAULT_DAMP))
+    seed: int = 1234
+    eval_every: int = 1000
+    ckpt_every_s: float = 300.0
+    threads: int = 1
+    pretrained: bool = True  # False only in tests, which run without the efficientnet package
+
+
+def simulate_hints4(ab4: torch.Tensor, rng: np.random.Generator, p_none: float) -> torch.Tensor:
+    """Sparse pins at stride 4, as :func:`vidcolor.effnet.pool_hints` sees 1-4 px pins: (N, 3, h, w)
+    holding (a*m, b*m, m) with ab / 110 and m the share of the cell a pin covers."""
+    n, _, h, w = ab4.shape
+    raw = torch.zeros(n, 3, h, w)
+    for i in range(n):
+        if rng.random() < p_none:
+            continue
+        k = min(int(rng.geometric(1.0 / 12.0)), 96)
+        ys, xs = rng.integers(0, h, k), rng.integers(0, w, k)
+        m = torch.from_numpy(rng.choice([1 / 16, 4 / 16, 9 / 16, 1.0], k)).float()
+        raw[i, 2, ys, xs] = m
+        raw[i, :2, ys, xs] = ab4[i, :, ys, xs] / AB_SCALE * m
+    return raw
+
+
+def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None = None) -> None:
+    """Build (or finish) every variant of the feature cache under ``OUT/cache``."""
+    data_dir = Path(cfg.data_dir)
+    train_items = D.split(D.read_manifest(data_dir))[0]
+    cache = Path(cfg.out) / "cache"
+    todo = [v for v in range(cfg.variants) if done_count(cache, v) < len(train_items)]
+    if not todo:
+        return
+    if net is None:
+        net = build_model(default_config("effdec")).net
+        if cfg.pretrained:
+            load_pretrained_encoder(net)
+    images = D.load_images(data_dir, train_items, progress)
+    for v in todo:
+        build_variant(net, images, cache, v, cfg.size, progress=progress)
+
+
+def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int | None = None,
+                  progress: bool = True, build: bool = True) -> Path:
+    """Build the feature cache if needed, then train (or resume) the decoder.
+
+    With ``build`` False, train on the photos cached so far (the cache is in a shuffled order, so
+    they are a fair sample) while another process builds the rest: at each checkpoint the
+    sample grows to what is then cached."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    data_dir = Path(cfg.data_dir)
+    train_items, dev_items = D.split(D.read_manifest(data_dir))
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    if state is not None:
+        saved = {k: v for k, v in state["train_config"].items() if k in DecoderConfig.__dataclass_fields__}
+        cfg = DecoderConfig(**{**saved, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads,
+                               "max_steps": cfg.max_steps})
+        print(f"resuming {ckpt_path} at step {state['step']}")
+    torch.manual_seed(cfg.seed)
+    model = build_model(state["config"] if state else default_config("effdec"))
+    if state is None and cfg.pretrained:
+        load_pretrained_encoder(model.net)
+    cache = out / "cache"
+    n = len(train_items)
+    if build:
+        build_cache(cfg, progress, model.net)
+    arrs = [open_variant(cache, v, n, cfg.size) for v in range(cfg.variants)]
+    dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
+    order = cache_order(n)
+
+    def sample_space(rows: int) -> np.ndarray:
+        """Sampling probabilities over the first ``rows`` cache rows (by source, as data.source_weights)."""
+        return D.source_weights([train_items[i] for i in order[:rows]], cfg.damp)
+
+    rows = state.get("rows", n) if state else min(done_count(cache, v) for v in range(cfg.variants))
+    if rows < min(n, 64):
+        raise RuntimeError(f"only {rows} photos are cached under {cache}; build the cache first")
+    probs = sample_space(rows)
+    dec_params = [p for name, p in model.net.named_parameters() if not name.startswith("encoder.")]
+    for p in model.net.encoder.parameters():
+        p.requires_grad_(False)
+    optim = torch.optim.AdamW(dec_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = build_model(model.config)
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optim.load_state_dict(state["optimizer"])
+        rebal = state["rebalance"]
+    else:
+        ema.load_state_dict(model.state_dict())
+        ab = torch.from_numpy(np.array(arrs[0]["ab"][:rows:7, :, ::2, ::2])).float()  # a 1-in-7 sample suffices
+        flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+        counts = torch.bincount(torch.cdist(flat, model.bins).argmin(1), minlength=len(model.bins))
+        rebal = rebalance_from_counts(counts.double(), model.bins, cfg.rebalance)
+    step = state["step"] if state else 0
+    clock = WallClock(state["wall_seconds"] if state else 0.0)
+    history = state["history"] if state else []
+    ema.eval()
+
+    def checkpoint() -> None:
+        nonlocal rows, probs
+        save_atomic({"config": model.config, "model": model.state_dict(), "ema": ema.state_dict(),
+                     "optimizer": optim.state_dict(), "step": step, "wall_seconds": clock.wall, "history": history,
+                     "train_config": asdict(cfg), "rebalance": rebal, "rows": rows}, ckpt_path)
+        now_cached = min(done_count(cache, v) for v in range(cfg.variants))
+        if now_cached > rows:  # the cache grew since: sample from all of it from here on
+            rows, probs = now_cached, sample_space(now_cached)
+            print(f"sampling from {rows} cached photos", flush=True)
+
+    stop: dict[str, Any] = {"signal": None}
+
+    def on_signal(signum: int, frame: Any) -> None:  # finish the step, checkpoint, then leave
+        stop["signal"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    t_start = clock.mark
+    stop_step = step + steps if steps is not None else None
+    model.train()
+    while stop["signal"] is None:
+        if (minutes is not None and time.time() - t_start >= minutes * 60) or (stop_step and step >= stop_step):
+            break
+        rng = np.random.default_rng([cfg.seed, step])  # per-step seed: resuming replays the same batches
+        idx = np.sort(rng.choice(rows, size=cfg.batch, p=probs))
+        var = rng.integers(0, cfg.variants, cfg.batch)
+        feats = [torch.from_numpy(np.stack([arrs[v][f"f{k}"][i] for v, i in zip(var, idx)])).float()
+                 for k in range(4)]
+        ab4 = torch.from_numpy(np.stack([arrs[v]["ab"][i] for v, i in zip(var, idx)])).float()
+        raw = simulate_hints4(ab4, rng, cfg.hint_p_none)
+        lr = get_lr(step, cfg)  # type: ignore[arg-type]  # same fields as TrainConfig's schedule
+        for g in optim.param_groups:
+            g["lr"] = lr
+        out_logits = model.net.decode(feats, pool_hints(raw, 1), pool_hints(raw, 2))
+        lab = torch.cat([ab4.new_zeros(len(idx), 1, *ab4.shape[-2:]), ab4], 1)
+        # The loss on one pixel in four (a random one of the four sub-grids each step): the soft
+        # targets and the 244-way softmax were two thirds of a step's time, and neighbouring
+        # pixels at stride 4 carry nearly the same target.
+        oy, ox = (int(v) for v in rng.integers(0, 2, 2))
+        loss = compute_loss(model, out_logits[:, :, oy::2, ox::2], lab[:, :, oy::2, ox::2], rebal, cfg.regress)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dec_params, 1.0)
+        optim.step()
+        ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
+        step += 1
+        if step % 50 == 0 and progress:
+            print(f"step {step} loss {loss.item():.3f} lr {lr:.2e}", flush=True)
+        periodic(step, loss.item(), cfg, clock, ema, dev_images, history, checkpoint)
+    clock.lap()
+    checkpoint()
+    for s, h in old.items():
+        signal.signal(s, h)
+    if stop["signal"] is not None:
+        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved, re-run to resume")
+    return ckpt_path
