@@ -244,6 +244,8 @@ def main() -> None:
     ap.add_argument("--keyframe-every", type=int, default=0)
     ap.add_argument("--cut-threshold", type=float, default=0.5)
     ap.add_argument("--max-frames", type=int, default=96, help="trim longer clips (evaluation time)")
+    ap.add_argument("--segment-frames", type=int, default=240,
+                    help="checkpoint segment length (issue 35: until then the carrier restarted at each)")
     ap.add_argument("--strips", type=Path, help="folder for frame-strip PNGs of the --strip-clips")
     ap.add_argument("--strip-clips", nargs="+", default=["object.mp4", "splice.mp4", "davis_dance-twirl.mp4"])
     ap.add_argument("--json", type=Path, help="write all figures here")
@@ -289,7 +291,8 @@ def main() -> None:
             res = colorize_video(src, out, Settings(weights=a.weights, device="cpu", temporal_window=w,
                                                     cut_threshold=a.cut_threshold, keyframes=kf,
                                                     keyframe_every=a.keyframe_every, scene_context=ctx),
-                                 encode=LOSSLESS, overwrite=True, progress=False, log=lambda s: None)
+                                 encode=LOSSLESS, overwrite=True, progress=False, log=lambda s: None,
+                                 segment_frames=a.segment_frames)
             frames = decode(out)
             runs[name] = frames
             out_eval = to_eval(frames)

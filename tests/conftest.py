@@ -9,6 +9,7 @@ import os
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import av
 import numpy as np
@@ -146,3 +147,19 @@ def env() -> dict:
     e["PYTHONPATH"] = str(REPO)
     e["OMP_NUM_THREADS"] = "1"
     return e
+
+
+def write_pictures(path: Path, pictures: Iterable[np.ndarray], fps: int = 24) -> None:
+    """Write RGB pictures as an H.264 clip without audio, one frame each (for clips make_clip cannot draw)."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.time_base = vs.codec_context.time_base = Fraction(1, fps)
+        for i, img in enumerate(pictures):
+            if i == 0:
+                vs.width, vs.height, vs.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            for p in vs.encode(f):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)

@@ -9,7 +9,7 @@ import torch
 
 from vidcolor import pipeline, stream
 from vidcolor.errors import Interrupted, JobMismatch
-from vidcolor.keyframes import Carrier
+from vidcolor.keyframes import Carrier, CarriedState
 from vidcolor.pipeline import Settings, colorize_video
 from vidcolor.temporal import Item
 
@@ -70,18 +70,26 @@ def test_look_ahead_steadies_the_start_of_a_shot():
     assert err[8] < 0.5 * err[0], err
 
 
-def test_look_ahead_does_not_depend_on_where_feeding_starts():
-    """A resumed run feeds the carrier from one frame before a forced keyframe: from there on its
-    output must be the uninterrupted run's, bit for bit, for every block position."""
-    n, period = 50, 20
+@pytest.mark.parametrize("resume", [20, 40, 44])
+def test_a_restored_carrier_equals_the_uninterrupted_one(resume):
+    """A resumed run feeds the carrier from two frames before its checkpoint and restores the state the
+    uninterrupted run left there (through its checkpoint file's arrays): from there on its output must
+    be the uninterrupted run's, bit for bit, wherever the checkpoint sits among the look-ahead blocks."""
+    n, period = 70, 4
     raw = [_noisy_ab(i, 10.0 + 0.3 * i) for i in range(n)]
-    whole = _run(Carrier(period=period, ahead=8), [Item(i, _L(i), raw[i].clone()) for i in range(n)])
+    whole_items = [Item(i, _L(i), raw[i].clone()) for i in range(n)]
+    whole = _run(Carrier(period=period, ahead=8), whole_items)
+    state = CarriedState.from_arrays(whole_items[resume - 1].carry.arrays())
     carrier = Carrier(period=period, ahead=8)
-    start = carrier.warm_from(period * 2)
+    start = carrier.warm_from(resume)
+    carrier.restore(resume, state)
     part = _run(carrier, [Item(i, _L(i), raw[i].clone()) for i in range(start, n)])
-    for i in range(period * 2, n):
+    for i in range(resume, n):
         assert torch.equal(part[i - start], whole[i]), i
-    assert not torch.equal(whole[period * 2 + 1], raw[period * 2 + 1])  # it did carry colour
+    fresh = Carrier(period=period, ahead=8)  # without the state, the colour would jump here
+    cold = _run(fresh, [Item(i, _L(i), raw[i].clone()) for i in range(start, n)])
+    assert not torch.equal(cold[resume - start], whole[resume])
+    assert carrier.keys[0] == start and resume not in carrier.keys  # no keyframe at the checkpoint
 
 
 def test_new_content_is_not_outvoted_by_a_long_history():

@@ -2,12 +2,17 @@
 separate workers colour at the same time, then join them with the usual final mux.
 
 A chunk is a range of segments ``[first, stop)`` (``stop`` None: to the end of
-the film). Each chunk starts at a segment boundary, re-predicts the frames the
-temporal smoother needs before it (as a resumed run does) and reads on past
-its end for the smoother's look-ahead, so every frame is computed exactly as
-in one uninterrupted run. The segments are written into the output's job
-folder, so the result is the same file a single machine would write, frame
-for frame. A killed chunk resumes from its own last finished segment.
+the film), and the frame its keyframe carrier starts from. Each chunk starts at a
+segment boundary, re-predicts the frames the temporal smoother needs before it
+(as a resumed run does) and reads on past its end for the look-ahead. The
+carrier's state at the chunk's first frame would need the chunk before it, so
+boundaries are moved to just after a cut where one is near (:mod:`vidcolor.cuts`),
+and the carrier starts at that cut, or ``keyframes.WARM`` frames early inside a
+long shot. After a cut every frame is computed exactly as in one uninterrupted
+run; after a warm-up inside a shot, to within what ``keyframes.WARM`` says. The
+segments are written into the output's job folder, so the result is the file a
+single machine would write. A killed chunk resumes from its own last finished
+segment and the state kept after it.
 """
 from __future__ import annotations
 
@@ -15,14 +20,19 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
+
 from . import videoio
+from .cuts import find_cuts, place_chunks
 from .job import JOB_MANIFEST, job_dir, merge_chunks
+from .keyframes import WARM
 from .lock import LOCK_NAME, JobLock
 from .pipeline import Result, colorize_video
 from .settings import DEFAULT_CHUNK, RunOptions
 from .stream import segment_length
 
-Chunk = tuple[int, "int | None"]
+# (first segment, stop segment or None, [the frame the keyframe carrier starts from])
+Chunk = tuple  # tuple[int, int | None] | tuple[int, int | None, int]
 
 
 @dataclass
@@ -65,7 +75,15 @@ def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:
     except Exception:  # noqa: BLE001  the run itself reports what is wrong with the input, per file
         return [(0, None)]
     o = task.options
-    return plan_chunks(frames, segment_length(o.segment_frames, o.settings.batch_size), chunk_frames)
+    seg_len = segment_length(o.segment_frames, o.settings.batch_size)
+    plan = plan_chunks(frames, seg_len, chunk_frames)
+    if len(plan) < 2 or o.settings.keyframes == "off":  # only the carrier's memory reaches past a chunk's warm-up
+        return plan
+    try:
+        cuts = find_cuts(task.input, o.settings.cut_threshold)
+    except (av.FFmpegError, OSError):  # the run itself reports a damaged input; chunks then warm up in full
+        cuts = []
+    return place_chunks(plan, seg_len, cuts, WARM)
 
 
 def prepare(task: VideoTask, chunks: list[Chunk]) -> None:

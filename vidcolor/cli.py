@@ -40,8 +40,7 @@ def common(f):  # noqa: ANN001, ANN201
                           "motion (steadier colour; the network's own colour fills new content); off: the temporal "
                           "smoother alone."),
         click.option("--keyframe-every", type=click.IntRange(0, 100_000), default=0, show_default=True,
-                     help="With --keyframes auto: also a new keyframe every N frames (0 = only at cuts and "
-                          "segment starts)."),
+                     help="With --keyframes auto: also a new keyframe every N frames (0 = only at cuts)."),
         click.option("--scene-context", type=click.Choice(CONTEXT_MODES), default=DEFAULT_SCENE_CONTEXT,
                      show_default=True,
                      help="steady: average the network's sense of the scene over the last second of the shot "

@@ -2,24 +2,32 @@
 may continue it.
 
 A video job lives in a hidden folder next to OUTPUT, ``.NAME.vidcolor-job/``:
-finished segments (``seg_000000.mp4``...) and ``manifest.json``. Both are
-written under temporary names and renamed, so a kill at any instant leaves
-either the old or the new state, never a torn one. A frame job keeps its
+finished segments (``seg_000000.mp4``...), the stream state that follows the
+last of them (``state_000000.npz``: what the keyframe carrier needs to go on,
+issue 35) and ``manifest.json``. All are written under temporary names and
+renamed, so a kill at any instant leaves either the old or the new state,
+never a torn one. A segment's manifest entry names its state file and hash,
+so a state only counts with the segment it follows. A frame job keeps its
 manifest in OUT_DIR as ``.vidcolor-job.json``; its frames are its segments.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import JobMismatch, VidcolorError
 from .lock import LOCK_GLOB, LOCK_NAME, JobLock, chunk_lock_name
 
-MANIFEST_VERSION = 1
+# 2: segments carry the stream's state (issue 35). A version-1 job with keyframes on was coloured under
+# the old carrier rule and is refused by its spec (keyframe_carrier); one without resumes as it was.
+MANIFEST_VERSION = 2
 JOB_MANIFEST = "manifest.json"  # a video job's, in its job folder
 FOLDER_MANIFEST = ".vidcolor-job.json"  # a frame folder job's, in OUT_DIR
 HEAD_BYTES = 1 << 20
@@ -52,6 +60,57 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_state_file(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write ``arrays`` to ``path`` (temporary name, fsync, rename); return the file's SHA-256."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_state_file(path: Path, sha256: str | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays in ``path``, or None if it is missing, unreadable or (given ``sha256``) not that file."""
+    try:
+        data = path.read_bytes()
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None
+
+
+FOLDER_STATE_PREFIX = ".vidcolor-state-"  # a frame folder job's carrier state before frame N, in OUT_DIR
+
+
+def folder_states(dest: Path) -> list[Path]:
+    """The carrier states kept in the output folder ``dest``, oldest first (temporary files excluded)."""
+    return sorted(p for p in dest.glob(f"{FOLDER_STATE_PREFIX}*.npz") if ".tmp" not in p.name)
+
+
+def write_folder_state(dest: Path, at: int, arrays: dict[str, np.ndarray]) -> None:
+    """Keep the state before frame ``at`` in ``dest``, then drop the older ones (only the newest is read)."""
+    write_state_file(dest / f"{FOLDER_STATE_PREFIX}{at:09d}.npz", arrays)
+    for old in folder_states(dest)[:-1]:
+        old.unlink(missing_ok=True)
+
+
+def folder_state(dest: Path, start: int, period: int) -> tuple[int, dict[str, np.ndarray]] | None:
+    """The latest kept state at or before frame ``start``, as (frame, arrays); None: go on from frame 0."""
+    for path in reversed(folder_states(dest)):
+        at = int(path.name[len(FOLDER_STATE_PREFIX):].split(".")[0])
+        arrays = read_state_file(path) if 0 < at <= start and at % period == 0 else None
+        if arrays is not None:
+            return at, arrays
+    return None
+
+
 def describe_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
     """The first key whose value differs, as 'key: old -> new'."""
     for k in sorted(set(old) | set(new)):
@@ -81,6 +140,10 @@ class Job:
             except (OSError, ValueError):
                 raise VidcolorError(f"checkpoint {manifest_path} is unreadable; re-run with --restart") from None
             diff = describe_difference(old.get("spec", {}), spec)
+            if diff and diff.startswith("keyframe_carrier:"):
+                raise JobMismatch(f"an unfinished job for this output was started by an older vidcolor, whose "
+                                  f"colour restarted at every segment ({diff}); re-run with --restart to colour "
+                                  f"it again from the start")
             if diff:
                 raise JobMismatch(f"an unfinished job for this output was started with different settings "
                                   f"({diff}); re-run with --restart to discard it, or use the original settings")
@@ -102,8 +165,11 @@ class Job:
 class VideoJob(Job):
     """Segments of a video job, in a hidden folder beside OUTPUT."""
 
-    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False, manifest: str = JOB_MANIFEST):
+    def __init__(self, output: Path, spec: dict[str, Any], restart: bool = False, manifest: str = JOB_MANIFEST,
+                 carried: bool = False):
+        """``carried``: the run leaves a stream state after each segment, and resumes only where one is kept."""
         self.dir = job_dir(output)
+        self.carried = carried
         self.dir.mkdir(parents=True, exist_ok=True)
         # locked before anything in the folder is touched: the files may be another living run's
         self.locks = self._lock(output, manifest)
@@ -139,6 +205,10 @@ class VideoJob(Job):
             if not (self.dir / seg["file"]).is_file():
                 break
             good.append(seg)
+        if self.carried and not (len(good) == len(self.state["segments"]) and self.complete):
+            # a resume goes on from the state after the last segment: without it, that segment is redone
+            while good and self.state_after(good[-1]) is None:
+                good.pop()
         if len(good) != len(self.state["segments"]):
             self.state["segments"] = good
             self.state["frames_done"] = good[-1]["start"] + good[-1]["frames"] if good else 0
@@ -151,17 +221,34 @@ class VideoJob(Job):
     def temp_segment(self, k: int) -> Path:
         return self.dir / f"seg_{k:06d}.tmp.mp4"
 
-    def commit_segment(self, k: int, start: int, frames: int) -> None:
-        """Rename the finished segment into place, then record it (in that order: a kill between leaves an
-        unrecorded segment that is simply redone)."""
+    def commit_segment(self, k: int, start: int, frames: int, carry: dict[str, np.ndarray] | None = None) -> None:
+        """Rename the finished segment and the state that follows it (``carry``) into place, then record
+        both (in that order: a kill before the record leaves an unrecorded segment that is simply redone,
+        from the state recorded before it)."""
         name = f"seg_{k:06d}.mp4"
         tmp = self.temp_segment(k)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        entry: dict[str, Any] = {"file": name, "start": start, "frames": frames}
+        if carry is not None:
+            state = f"state_{k:06d}.npz"
+            entry["state"] = {"file": state, "sha256": write_state_file(self.dir / state, carry)}
         os.replace(tmp, self.dir / name)
-        self.state["segments"].append({"file": name, "start": start, "frames": frames})
+        before = self.state["segments"][-1] if self.state["segments"] else None
+        self.state["segments"].append(entry)
         self.state["frames_done"] = start + frames
         self.save()
+        if before is not None and "state" in before:  # only the last state is ever read again
+            (self.dir / before["state"]["file"]).unlink(missing_ok=True)
+
+    def state_after(self, seg: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        """The stream state recorded after segment ``seg``, if its file is there and whole."""
+        rec = seg.get("state")
+        return read_state_file(self.dir / rec["file"], rec["sha256"]) if rec else None
+
+    def carried_state(self) -> dict[str, np.ndarray] | None:
+        """The state to go on from at :attr:`frames_done` (None at the job's start)."""
+        return self.state_after(self.state["segments"][-1]) if self.state["segments"] else None
 
     def mark_complete(self, total: int | None) -> None:
         self.state["complete"] = True
@@ -216,9 +303,9 @@ class ChunkJob(VideoJob):
     file; :func:`merge_chunks` then writes the job's manifest for the final mux.
     """
 
-    def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None):
+    def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None, carried: bool = False):
         self.first, self.stop = first, stop
-        super().__init__(output, spec, manifest=chunk_manifest_name((first, stop)))
+        super().__init__(output, spec, manifest=chunk_manifest_name((first, stop)), carried=carried)
 
     def _lock(self, output: Path, manifest: str) -> list[JobLock]:
         """The reel's lock shared (chunks of one reel run side by side), and this chunk's own exclusive."""
@@ -231,8 +318,10 @@ class ChunkJob(VideoJob):
 
     def _torn_files(self) -> list[Path]:
         # only this chunk's own: the other chunks' temporary files may be in the middle of being written
-        own = [p for p in self.dir.glob("seg_*.tmp.mp4")
-               if int(p.name[4:10]) >= self.first and (self.stop is None or int(p.name[4:10]) < self.stop)]
+        def mine(p: Path) -> bool:
+            k = int(p.name.split("_")[1][:6])
+            return k >= self.first and (self.stop is None or k < self.stop)
+        own = [p for p in [*self.dir.glob("seg_*.tmp.mp4"), *self.dir.glob("state_*.tmp.npz")] if mine(p)]
         return own + [self.manifest_path.with_name(self.manifest_path.name + ".tmp")]
 
 

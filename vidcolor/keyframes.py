@@ -9,8 +9,8 @@ carrier keeps an ab map at render size and, at half render size, a map of
 how many frames' worth of evidence stands behind it:
 
 - A *keyframe* takes the frame's own ab with the evidence of one frame: the
-  first frame of a shot, every ``every`` frames if asked, every multiple of
-  ``period``, and every frame a ``--reference`` or pins guide (its guided
+  first frame of a shot, every ``every`` frames if asked, and every frame a
+  ``--reference`` or pins guide (its guided
   colour becomes the carried one, with the evidence of a full memory,
   ``KEY_WEIGHT``, so a painting overrides the automatic colour in its shot).
 - Any other frame warps the carried ab and its evidence ``n`` from the frame
@@ -44,19 +44,22 @@ the frames ``AHEAD`` past its end have arrived, so each frame sees between
 (with what composition needs at full resolution) are held: memory is flat
 with length and grows with frame size (docs/lab-notes/2026-12-06-two-sided-carrier.md: 1.40 GB at 1080p).
 
-Resume: a keyframe is forced at every multiple of ``period`` (the segment
-length), so the forward state at a segment start does not depend on
-anything before it; the backward side only reads frames after the one it
-colours, and block edges do not move with where a run starts, so a resumed
-run reproduces the uninterrupted one bit for bit after re-reading one frame
-before the segment (for the cut cue). A frame folder resumes at any frame,
-so it re-predicts back to the last multiple of ``period``
-(:meth:`Carrier.warm_from`).
+Checkpoints (issue 35): until rule 4 a keyframe was forced at every segment start so that a
+resumed run needed no history, and the colour jumped there. Now nothing restarts at a segment:
+after each frame that ends a checkpoint period (``(t + 1) % period == 0``) the carrier leaves
+its forward state (:class:`CarriedState`: the carried ab at render size, its evidence at half
+render size, the last keyframe) on the item, the job stores it beside the segment, and
+:meth:`Carrier.restore` puts it back in a resumed run. The backward side only reads frames after
+the one it colours, and block edges do not move with where a run starts, so a resumed run fed
+from :meth:`Carrier.warm_from` (two frames before, for the cut cue) reproduces the uninterrupted
+one bit for bit. A run that has no state to restore (a Ray chunk, :mod:`vidcolor.chunks`) starts
+the carrier afresh ``WARM`` frames early: see ``WARM``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,13 +70,37 @@ from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 DECAY = 0.985      # evidence kept per frame carried: a memory of about 67 frames (2.7 s at 25 fps) each side
 FB_KEEP = 0.6      # evidence kept where the flow fails its forward-backward check (LK fails often on film)
 KEY_WEIGHT = 1.0 / (1.0 - DECAY)  # a guided keyframe's colour counts as a full memory of frames
-# The carrying rule's version, kept in a job's manifest: 4 is the two-sided running mean (session 15), 3 the
-# forward-only one (session 13), 2 the renewed decaying trust. A job begun under another rule does not
-# resume, which would mix two rules in one film.
-RULE = 4
+# The carrying rule's version, kept in a job's manifest: 5 carries the state across segments (issue 35),
+# 4 is the two-sided running mean that restarted at every segment (session 15), 3 the forward-only one
+# (session 13), 2 the renewed decaying trust. A job begun under another rule does not resume, which
+# would mix two rules in one film.
+RULE = 5
+# Frames a carrier started afresh runs before its first output frame when it has no state to restore
+# (a Ray chunk that starts inside a shot). The forward state forgets its start at about DECAY per
+# frame: on a still real shot (scripts/chunk_warmup.py, docs/segments-and-chunks.md) the a,b at render
+# size then differ from one run's by at most 0.57 after 192 frames, 0.13 after 288 and 0.036 after
+# 384 (mean 0.0007), below one step of 8-bit chroma.
+WARM = 384
 # Frames per emitted block; each frame sees AHEAD..2*AHEAD frames ahead. 48 beat 24 and 12 on the dev clips
 # (docs/lab-notes/2026-12-06-two-sided-carrier.md). Held frames keep their Y plane (plane path) or float L (RGB path) for composition.
 AHEAD = 48
+
+
+@dataclass
+class CarriedState:
+    """What the carrier's forward side holds between two frames: enough to go on from a checkpoint."""
+
+    ab: torch.Tensor      # (1, 2, h, w) carried ab at render size, float32
+    weight: torch.Tensor  # (1, 1, h/2, w/2) frames' worth of evidence behind it
+    key: int              # the last keyframe's index (for --keyframe-every)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """As numpy arrays, for a checkpoint file (exact: float32 in, float32 out)."""
+        return {"ab": self.ab.cpu().numpy(), "weight": self.weight.cpu().numpy(), "key": np.array(self.key)}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> CarriedState:
+        return cls(torch.from_numpy(np.array(a["ab"])), torch.from_numpy(np.array(a["weight"])), int(a["key"]))
 
 
 @dataclass
@@ -88,6 +115,8 @@ class Carrier:
 
     def __init__(self, period: int, cut_threshold: float = 0.5, every: int = 0,
                  guided: set[int] | frozenset[int] = frozenset(), ahead: int | None = None):
+        """``period``: after every frame t with ``(t + 1) % period == 0`` the item carries the forward state
+        (``Item.carry``) for a checkpoint; it does not change any colour."""
         ahead = AHEAD if ahead is None else ahead
         if period < 1 or every < 0 or ahead < 0:
             raise ValueError(f"bad keyframe period {period}, --keyframe-every {every} or look-ahead {ahead}")
@@ -96,6 +125,7 @@ class Carrier:
         # frames held past a frame before it is final: its block's backward span, plus one for the cut cue
         self.lookahead = 2 * ahead if ahead else 1
         self.keys: list[int] = []  # the keyframes chosen (for reports and tests)
+        self._restore: tuple[int, CarriedState] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -108,8 +138,13 @@ class Carrier:
         self._key = -1                              # index of the current keyframe
 
     def warm_from(self, start: int) -> int:
-        """First frame a run resumed at ``start`` must feed the carrier: one before the last forced keyframe."""
-        return max(0, start // self.period * self.period - 1) if start > 0 else 0
+        """First frame a run resumed at ``start`` must feed the carrier: the cut decision between
+        ``start - 1`` and ``start`` reads the frame distance from ``start - 2``."""
+        return max(0, start - 2)
+
+    def restore(self, at: int, state: CarriedState) -> None:
+        """Go on at frame ``at`` from ``state``, the forward state an earlier run left after frame ``at - 1``."""
+        self._restore = (at, state)
 
     def push(self, item: Item) -> list[Item]:
         """Add the next frame; return the frames whose ab is now final, in order."""
@@ -196,7 +231,11 @@ class Carrier:
     def _emit(self, item: Item, back: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> Item:
         t = item.index
         own = item.ab.unsqueeze(0).float()
-        new_key = (t % self.period == 0 or t in self.guided or self._ab is None or self._is_cut(t - 1)
+        if self._restore is not None and self._restore[0] == t:
+            st = self._restore[1]
+            self._ab, self._weight, self._key = st.ab.to(own.device), st.weight.to(own.device), st.key
+            self._restore = None
+        new_key = (t in self.guided or self._ab is None or self._is_cut(t - 1)
                    or (self.every and t - self._key >= self.every))
         if not new_key:
             fwd = self._history(t, t - 1, self._ab, self._weight)
@@ -208,6 +247,8 @@ class Carrier:
             self.keys.append(t)
             if back is not None:  # (a guided frame has none: a painted keyframe keeps its painting)
                 item.ab = self._mix(own, [back]).squeeze(0).to(item.ab.dtype)
+        if (t + 1) % self.period == 0:  # a checkpoint may follow this frame: leave what goes on from it
+            item.carry = CarriedState(self._ab.detach().cpu().clone(), self._weight.detach().cpu().clone(), self._key)
         for k in [k for k in self._feat if k < t - 1]:
             del self._feat[k]
             self._dist.pop(k, None)

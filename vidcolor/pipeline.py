@@ -27,12 +27,13 @@ from .encode import SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, OomGuard, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted, write_failed
 from .guide import build_keyframes, guide_spec, plan_guides
-from .keyframes import RULE as CARRIER_RULE, Carrier
-from .job import (FOLDER_MANIFEST, ChunkJob, Job, VideoJob, clear_finished_leftover, describe_difference,
-                  file_identity, folder_identity, job_dir)
+from .keyframes import RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
+from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, ChunkJob, Job, VideoJob, clear_finished_leftover,
+                  describe_difference, file_identity, folder_identity, folder_state, folder_states, job_dir,
+                  write_folder_state)
 from .lock import LOCK_NAME, JobLock, ensure_free, released_on_return
 from .prefetch import Prefetcher
-from .stream import make_carrier, make_context, segment_length, stream_colour, warm_up
+from .stream import Stages, build_stages, segment_length, stream_colour
 from .temporal import Smoother
 from .weights import default_weights_path, load_model, sha256_file
 
@@ -138,13 +139,14 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                    encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-                   deinterlace: bool = False, chunk: tuple[int, int | None] | None = None,
+                   deinterlace: bool = False, chunk: tuple | None = None,
                    yuv_planes: bool = True) -> Result:
     """Colorize the video ``input`` into ``output``, resuming an interrupted job for the same command.
 
-    ``chunk=(first, stop)`` only computes segments ``first`` to ``stop - 1``
-    (``stop`` None: to the end) into the job folder and writes no ``output``;
-    :mod:`vidcolor.chunks` runs chunks on many workers and joins them.
+    ``chunk=(first, stop[, carrier_from])`` only computes segments ``first`` to ``stop - 1``
+    (``stop`` None: to the end) into the job folder and writes no ``output``, with the keyframe
+    carrier started afresh at frame ``carrier_from`` (default ``keyframes.WARM`` frames before the
+    chunk); :mod:`vidcolor.chunks` runs chunks on many workers and joins them.
 
     The output keeps the input's frame count, pts, time_base, size, sample
     aspect ratio, bit depth (where the codec allows) and display matrix
@@ -179,7 +181,9 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
             raise VidcolorError(f"output exists: {dest}; use --overwrite to replace it")
         log(f"{dest} was already finished by an earlier run of this command (stopped while tidying up)")
         return Result(frames=int(leftover.get("total_frames") or 0))
-    job = VideoJob(dest, spec, restart=restart) if chunk is None else ChunkJob(dest, spec, *chunk)
+    carried = settings.keyframes != "off"  # the keyframe carrier's state goes on from segment to segment
+    job = (VideoJob(dest, spec, restart=restart, carried=carried) if chunk is None
+           else ChunkJob(dest, spec, chunk[0], chunk[1], carried=carried))
     start = max(job.frames_done, chunk[0] * seg_len if chunk else 0)
     res = Result(resumed_at=job.frames_done)  # a chunk that starts later is not a resume
     t0 = time.time()
@@ -189,9 +193,14 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
         guides = _plan(settings, engine, lambda i: (info.height, info.width), None,
                        lambda: ((f.index, f.image) for f in iter_frames(src, info.bit_depth > 8,
                                                                         deinterlace=deinterlace, yuv=yuv)), yuv=yuv)
-        _encode_segments(src, info, engine, smoother, settings, encode, job, start, seg_len, progress, res,
+        saved = job.carried_state()
+        # a chunk cannot wait for the state of the chunk before it: its carrier starts WARM frames early
+        stages = build_stages(settings, smoother, settings.batch_size, start, seg_len, guides,
+                              (start, CarriedState.from_arrays(saved)) if saved is not None else None,
+                              fresh_from=0 if chunk is None else chunk[2] if len(chunk) > 2 else start - CARRIER_WARM)
+        _encode_segments(src, info, engine, stages, settings, encode, job, seg_len, progress, res,
                          guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None,
-                         carrier=make_carrier(settings, seg_len, guides), container=container)
+                         container=container)
     if chunk is not None:
         job.release()  # the join, in this process or another, takes the whole job next
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
@@ -242,15 +251,15 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     return res
 
 
-def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoother: Smoother, settings: Settings,
-                     encode: EncodeOptions, job: VideoJob, start: int, seg_len: int, progress: bool,
+def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, stages: Stages, settings: Settings,
+                     encode: EncodeOptions, job: VideoJob, seg_len: int, progress: bool,
                      res: Result, guides: dict | None = None, deinterlace: bool = False,
                      yuv: yuvmod.YuvSpec | None = None, stop: int | None = None,
-                     carrier: Carrier | None = None, container: str | None = None) -> None:
-    """Encode and commit the segments from frame ``start`` on (to frame ``stop``, a segment boundary, if given),
-    into segment files of the ``container`` format (:func:`vidcolor.encode.segment_format`)."""
-    context = make_context(settings)
-    warm = warm_up(start, smoother, carrier, settings.batch_size, context)
+                     container: str | None = None) -> None:
+    """Encode and commit the segments from frame ``stages.start`` on (to frame ``stop``, a segment boundary,
+    if given), into segment files of the ``container`` format (:func:`vidcolor.encode.segment_format`), each
+    with the stream state that follows it."""
+    start = stages.start
     if job.state.get("oom_batch_limit"):
         # an earlier run ran out of memory and split its batches; split them the same way here so
         # the resumed frames are computed exactly as that run would have gone on computing them
@@ -260,7 +269,7 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
                                     yuv=yuv), maxsize=2 * settings.batch_size)
     # a chunk reads on past ``stop`` (to a batch boundary) for the smoother's look-ahead, so its last
     # frames, and every batch, are computed exactly as in one uninterrupted run
-    ahead = smoother.warmup + (carrier.lookahead if carrier else 0)
+    ahead = stages.smoother.warmup + (stages.carrier.lookahead if stages.carrier else 0)
     feed_end = None if stop is None else -(-(stop + ahead) // settings.batch_size) * settings.batch_size
     at_end: list[bool] = []
 
@@ -268,15 +277,13 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
         for f in frames:
             if feed_end is not None and f.index >= feed_end:
                 return
-            if f.index >= warm:
-                yield f.index, f.image, f.pts
+            yield f.index, f.image, f.pts
         at_end.append(True)
     writer: SegmentWriter | None = None
     seg_start = start
     bar = _progress(info.frames, start, progress, src.name)
     last = start - 1
-    coloured = stream_colour(engine, smoother, gen(), settings.batch_size, start, guides, yuv, carrier, defer=True,
-                             context=context)
+    coloured = stream_colour(engine, stages, gen(), settings.batch_size, guides, yuv, defer=True)
     try:
         for item, picture in coloured:
             if stop is not None and item.index >= stop:
@@ -293,7 +300,8 @@ def _encode_segments(src: Path, info: videoio.VideoInfo, engine: Engine, smoothe
                 writer.close()
                 if getattr(engine, "limit", None):
                     job.state["oom_batch_limit"] = engine.limit
-                job.commit_segment(k, seg_start, writer.frames)
+                job.commit_segment(k, seg_start, writer.frames,
+                                   item.carry.arrays() if item.carry is not None else None)
                 writer = None
         if writer is not None:
             writer.close()
@@ -341,7 +349,7 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     spec = _spec(settings, engine, wsha, input=folder_identity(files))
     manifest = dest / FOLDER_MANIFEST
     had_job = manifest.exists()
-    for p in dest.glob(".*.vidcolor-tmp*"):
+    for p in [*dest.glob(".*.vidcolor-tmp*"), *dest.glob(f"{FOLDER_STATE_PREFIX}*.tmp.npz")]:
         p.unlink()
     outs = [dest / f.name for f in files]
     if not had_job or restart:
@@ -352,6 +360,8 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         if restart or overwrite:
             for o in existing:
                 o.unlink()
+        for old in folder_states(dest):  # a state left by another job; only this job's count
+            old.unlink()
     job = Job(manifest, spec, restart=restart)
     job.save()
     start = 0
@@ -363,25 +373,28 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
     t0 = time.time()
     guides = _plan(settings, engine, lambda i: frameio.read_frame(files[i]).rgb.shape[:2], len(files),
                    lambda: ((i, frameio.read_frame(f).rgb) for i, f in enumerate(files)), [f.name for f in files])
-    # a folder has no segments; keyframes are forced every DEFAULT_SEGMENT frames, where a resume re-predicts from
-    carrier = make_carrier(settings, segment_length(DEFAULT_SEGMENT, settings.batch_size), guides)
-    context = make_context(settings)
-    warm = warm_up(start, smoother, carrier, settings.batch_size, context)
+    # a folder has no segments: the carrier's state is kept every DEFAULT_SEGMENT frames instead, and a
+    # resume goes on from the last one kept (re-predicting the frames since, which are not rewritten)
+    period = segment_length(DEFAULT_SEGMENT, settings.batch_size)
+    kept = folder_state(dest, start, period) if settings.keyframes != "off" else None
+    stages = build_stages(settings, smoother, settings.batch_size, start, period, guides,
+                          (kept[0], CarriedState.from_arrays(kept[1])) if kept is not None else None)
     alphas: dict[int, np.ndarray | None] = {}
 
     def read_all() -> Iterator[tuple[int, np.ndarray, Any]]:
-        for i in range(warm, len(files)):
+        for i in range(stages.first, len(files)):
             fr = frameio.read_frame(files[i])
             alphas[i] = fr.alpha
             yield i, fr.rgb, None
 
     reader = Prefetcher(read_all(), maxsize=2 * settings.batch_size)
     bar = _progress(len(files), start, progress, src.name)
-    coloured = stream_colour(engine, smoother, iter(reader), settings.batch_size, start, guides, carrier=carrier,
-                             context=context)
+    coloured = stream_colour(engine, stages, iter(reader), settings.batch_size, guides)
     try:
         for item, rgb in coloured:
             frameio.write_frame(outs[item.index], rgb, alphas.pop(item.index, None))
+            if item.carry is not None:  # written after the frame before it, so a resume past it finds it
+                write_folder_state(dest, item.index + 1, item.carry.arrays())
             job.state["frames_done"] = item.index + 1
             bar.update(1)
             res.frames += 1
@@ -396,8 +409,11 @@ def colorize_frames(input_dir: str | Path, output_dir: str | Path, settings: Set
         reader.close()
         bar.close()
     job.discard()
+    for old in folder_states(dest):
+        old.unlink()
     (dest / LOCK_NAME).unlink(missing_ok=True)  # held until here, so no run can start in between
     lock.release()
     res.warnings += engine.warnings
     res.seconds = time.time() - t0
     return res
+

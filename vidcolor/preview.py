@@ -34,7 +34,7 @@ from .errors import VidcolorError
 from .guide import DEFAULT_REACH, build_keyframes, parse_reference, plan_guides
 from .seek import FolderFrames, VideoFrames
 from .sheet import Layout, fit, render, tile_size, write_png
-from .stream import stream_colour
+from .stream import Stages, stream_colour
 from .temporal import Smoother
 from .weights import default_weights_path, load_model
 
@@ -128,8 +128,8 @@ def colour_frames(source: VideoFrames | FolderFrames, settings: Settings,
             engine.engine.temperature = DEFAULT_TEMPERATURE / s
             engine.engine.guided_temperature = DEFAULT_GUIDED_TEMPERATURE / s
             # one frame through the film's own stream: a batch of one, no smoothing, no carrier
-            (_, picture), = stream_colour(engine, Smoother(0, settings.cut_threshold), [(i, img, None)], 1, i,
-                                          guides, source.yuv)
+            stages = Stages(Smoother(0, settings.cut_threshold), None, None, first=i, start=i)
+            (_, picture), = stream_colour(engine, stages, [(i, img, None)], 1, guides, source.yuv)
             colours[i].append(display_rgb(picture, source.yuv))
     return grey, colours, set(guides or ())
 

@@ -3,13 +3,14 @@
 :func:`stream_colour` takes (index, frame, payload) in order, predicts ab in batches at fixed frame
 positions (multiples of the batch size), runs the temporal smoother and the keyframe carrier (on by
 default since session 9) over them, and composes each frame's ab with its own full-resolution L
-(RGB, or U and V on the plane path). :func:`segment_length` and :func:`warm_up` say where the
-batches, segments and a resume's re-warm sit, so a resumed run computes exactly what an
-uninterrupted one does. Files, jobs and encoding are :mod:`vidcolor.pipeline`'s.
+(RGB, or U and V on the plane path). :func:`build_stages` wires the stages once for every kind
+of run and says where a run's warm-up starts, and :func:`segment_length` where segments sit, so
+a resumed run computes exactly what an uninterrupted one does. Files, jobs and encoding are :mod:`vidcolor.pipeline`'s.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -19,7 +20,7 @@ from . import yuv as yuvmod
 from .context import SceneContext
 from .engine import Engine, render_shape
 from .guide import blend, hints_for
-from .keyframes import Carrier
+from .keyframes import Carrier, CarriedState
 from .prefetch import Prefetcher
 from .temporal import Item, Smoother
 
@@ -27,11 +28,51 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-def make_carrier(settings: Settings, period: int, guides: dict | None) -> Carrier | None:
-    """The keyframe stage for ``settings``, forcing a keyframe every ``period`` frames; None when off."""
-    if settings.keyframes == "off":
-        return None
-    return Carrier(period, settings.cut_threshold, settings.keyframe_every, frozenset(guides or ()))
+@dataclass
+class Stages:
+    """A run's stages after the engine, wired once from the settings and where the run starts.
+
+    :func:`build_stages` makes them for ``colorize_video`` (whole or a Ray chunk) and
+    ``colorize_frames`` alike. Frames ``first`` to ``start - 1`` are predicted only to warm the
+    stages (not composed or written); output begins at ``start``."""
+
+    smoother: Smoother
+    carrier: Carrier | None
+    context: SceneContext | None
+    first: int  # first frame to predict (a batch boundary)
+    start: int  # first frame to output
+
+
+def build_stages(settings: Settings, smoother: Smoother, batch_size: int, start: int, period: int,
+                 guides: dict | None = None, state: tuple[int, CarriedState] | None = None,
+                 fresh_from: int = 0) -> Stages:
+    """The stages for a run that outputs frames from ``start`` on.
+
+    ``period``: the checkpoint interval at which the keyframe carrier leaves its state on the items
+    (``Item.carry``). ``state``: ``(at, state)``, the carrier's state an earlier run left before frame
+    ``at`` <= ``start``, so that this run is that run's continuation, bit for bit. Without it the carrier
+    starts afresh at frame ``fresh_from``: 0 to be exact, or ``start - keyframes.WARM`` for a Ray chunk,
+    which cannot wait for the state of the chunk before it.
+    The smoother's and the scene context's memories are finite, so their warm-up frames are simply
+    predicted again; the carrier's forward memory is not, which is why it is restored or warmed.
+    """
+    context = SceneContext() if settings.scene_context == "steady" else None
+    carrier = None
+    resume_at = start
+    if settings.keyframes != "off":
+        carrier = Carrier(period, settings.cut_threshold, settings.keyframe_every, frozenset(guides or ()))
+        if state is not None:
+            resume_at = state[0]
+            carrier.restore(*state)
+        else:
+            resume_at = max(0, min(fresh_from, start))
+    # everything from ``resume_at`` on must be predicted exactly as in an uninterrupted run: the
+    # smoother's window before it, the carrier's cut cue, and the scene context those frames read
+    first = resume_at - smoother.warmup if carrier is None else min(resume_at - smoother.warmup,
+                                                                    carrier.warm_from(resume_at))
+    if context is not None:
+        first -= context.history
+    return Stages(smoother, carrier, context, _warm_start(resume_at, resume_at - first, batch_size), start)
 
 
 def _stages(smoother: Smoother, carrier: Carrier | None, item: Item | None) -> list[Item]:
@@ -43,28 +84,12 @@ def _stages(smoother: Smoother, carrier: Carrier | None, item: Item | None) -> l
     return done + carrier.flush() if item is None else done
 
 
-def make_context(settings: Settings) -> SceneContext | None:
-    """The scene-context filter for ``settings`` (:mod:`vidcolor.context`); None when off."""
-    return SceneContext() if settings.scene_context == "steady" else None
-
-
-def warm_up(start: int, smoother: Smoother, carrier: Carrier | None, batch_size: int,
-          context: SceneContext | None = None) -> int:
-    """First frame to predict when resuming at ``start``: what the smoother and the carrier each need,
-    and before that the frames whose scene context those frames' predictions read."""
-    first = start - smoother.warmup if carrier is None else min(start - smoother.warmup, carrier.warm_from(start))
-    if context is not None:
-        first -= context.history
-    return _warm_start(start, start - first, batch_size)
-
-
-def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int, np.ndarray, Any]],
-                  batch_size: int, start: int, guides: dict | None = None,
-                  yuv: yuvmod.YuvSpec | None = None,
-                  carrier: Carrier | None = None, defer: bool = False,
-                  context: SceneContext | None = None,
+def stream_colour(engine: Engine, stages: Stages, frames: Iterable[tuple[int, np.ndarray, Any]],
+                  batch_size: int, guides: dict | None = None,
+                  yuv: yuvmod.YuvSpec | None = None, defer: bool = False,
                   ) -> Iterator[tuple[Item, np.ndarray | yuvmod.Planes | Callable[[], Any]]]:
-    """Colour a stream of (index, rgb, payload); yield (item, coloured rgb) for index >= start.
+    """Colour a stream of (index, rgb, payload) through ``stages``; yield (item, coloured rgb) for
+    index >= ``stages.start``.
 
     With ``defer`` each picture comes as a function that composes it when called, so that the
     caller can run composition elsewhere (the video encoder's thread: :class:`vidcolor.encode.SegmentWriter`).
@@ -72,13 +97,11 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
     With ``yuv`` (the plane path, :mod:`vidcolor.yuv`) the frames are Y planes and
     the coloured pictures :class:`vidcolor.yuv.Planes`: the same Y plus new U, V.
 
-    Frames before ``start`` (the re-warm span after a resume) are predicted so
-    the smoother sees them, but not composed or yielded. ``guides`` maps frame
+    Frames before ``start`` (the warm-up after a resume) are predicted so
+    the stages see them, but not composed or yielded. ``guides`` maps frame
     indices to :class:`vidcolor.guide.FrameGuide` (reference colour carried
     through the shot): those frames get hint points and are blended towards it.
-    ``carrier`` (:mod:`vidcolor.keyframes`), if given, follows the smoother. ``context``
-    (:mod:`vidcolor.context`), if given, steadies the network's scene context across frames; it
-    holds the stream's state, so it must be new for each stream.
+    The stages hold the stream's state, so they must be new for each stream.
 
     Prediction runs in a thread of its own (with the caller's torch thread
     count), ahead of smoothing and composition here. The smoother's many small
@@ -88,11 +111,14 @@ def stream_colour(engine: Engine, smoother: Smoother, frames: Iterable[tuple[int
     same as a serial run's.
     """
     threads = torch.get_num_threads()
+    smoother, carrier, context, start = stages.smoother, stages.carrier, stages.context, stages.start
 
     def predicted() -> Iterator[Item]:
         torch.set_num_threads(threads)  # per thread: a new thread does not inherit the caller's setting
         batch: list[tuple[int, np.ndarray, Any]] = []
         for idx, img, payload in frames:
+            if idx < stages.first:
+                continue
             if batch and (idx % batch_size == 0 or img.shape != batch[0][1].shape or img.dtype != batch[0][1].dtype):
                 yield from _predict_batch(engine, batch, guides, yuv, context)
                 batch = []

@@ -77,6 +77,9 @@ class Item:
     # the smoother's flow pair with frame index-1, (2, 3, h/2, w/2): [prev->this, this->prev] flow and
     # forward-backward validity, left for the keyframe carrier, which needs the same flow
     prev_flow: torch.Tensor | None = None
+    # where a checkpoint may follow this frame: the keyframe carrier's forward state after it
+    # (vidcolor.keyframes.CarriedState), which the job stores so that a resumed run goes on from it
+    carry: Any = None
 
 
 @dataclass

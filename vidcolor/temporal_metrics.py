@@ -119,3 +119,38 @@ class CDCAccumulator:
         """CDC: equal-weight mean over the dilations that had pairs (NaN for a one-frame video)."""
         v = self.by_dilation()
         return float(np.mean(list(v.values()))) if v else float("nan")
+
+
+SEAM_SIZE = (90, 160)  # (h, w) at which seams are measured, as in issue 35
+
+
+def frame_changes(frames: list[np.ndarray], size: tuple[int, int] = SEAM_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Mean change of a,b (Euclidean, Lab units) and of L from each frame to the next, at ``size``.
+
+    ``frames``: RGB uint8 (H, W, 3). Entry t is the change from frame t - 1 to t (entry 0 is 0)."""
+    from .color import rgb_to_lab
+
+    labs = []
+    for f in frames:
+        t = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float() / 255.0
+        labs.append(rgb_to_lab(F.interpolate(t, size=size, mode="area"))[0])
+    ab, L = np.zeros(len(frames)), np.zeros(len(frames))
+    for t in range(1, len(labs)):
+        d = labs[t] - labs[t - 1]
+        ab[t] = float(d[1:].norm(dim=0).mean())
+        L[t] = float(d[0].abs().mean())
+    return ab, L
+
+
+def seam_figures(ab: np.ndarray, L: np.ndarray, starts: list[int], radius: int = 12) -> list[dict[str, float]]:
+    """At each start s: the a,b and L change into frame s and their medians over frames s-radius..s+radius
+    (s itself left out), from :func:`frame_changes`; ``ratio`` is the a,b change over its median."""
+    rows = []
+    for s in starts:
+        near = [t for t in range(max(1, s - radius), min(len(ab), s + radius + 1)) if t != s]
+        if not 0 < s < len(ab) or not near:
+            continue
+        med_ab, med_L = float(np.median(ab[near])), float(np.median(L[near]))
+        rows.append({"frame": s, "ab": float(ab[s]), "ab_median": med_ab, "L": float(L[s]), "L_median": med_L,
+                     "ratio": float(ab[s]) / max(med_ab, 1e-9)})
+    return rows
