@@ -12,7 +12,8 @@ TEST=0
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 if [ "$TEST" = 1 ]; then
     # Ray too: the tests run `vidcolor batch --ray` on a local Ray (the plain commands never need it)
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,ray]"
+    # and the pretrained encoder, so that the test that loads it into effdec runs
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,ray,train]"
     # The real-input tests make their files with the ffmpeg command, as users' files are made.
     if ! command -v ffmpeg >/dev/null; then
         if [ "$(id -u)" = 0 ]; then

