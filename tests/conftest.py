@@ -45,12 +45,12 @@ _MODELS: dict = {}
 @pytest.fixture()
 def one_model(monkeypatch: pytest.MonkeyPatch, random_weights: Path) -> None:
     """Build the random network once for all in-process runs: pipeline mechanics, not loading, are tested."""
-    from vidcolor import pipeline
+    from vidcolor import engine
     from vidcolor.weights import load_model
 
     key = str(random_weights)
     cache = _MODELS.get(key) or _MODELS.setdefault(key, load_model(random_weights))
-    monkeypatch.setattr(pipeline, "load_model", lambda p: cache if str(p) == str(random_weights) else load_model(p))
+    monkeypatch.setattr(engine, "load_model", lambda p: cache if str(p) == str(random_weights) else load_model(p))
 
 
 def run_cli(*args: str) -> tuple[int, str]:

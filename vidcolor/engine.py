@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -20,9 +21,10 @@ import torch.nn.functional as F
 from .color import grey_to_l, lab_to_rgb, rgb_to_l
 from .context import SceneContext
 from .data import make_input
-from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
+from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE, Settings
 from .errors import VidcolorError
 from .model import Colorizer
+from .weights import default_weights_path, load_model
 from .yuv import YuvSpec, chroma, luma_to_l
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -266,3 +268,12 @@ class OomGuard:
         """:meth:`Engine.compose_uv`, in smaller batches if need be."""
         return [x for p in self._chunks(len(L), lambda i, j: self.engine.compose_uv(L[i:j], ab[i:j], yuv))
                 for x in p]
+
+
+def engine_for(settings: Settings) -> tuple[OomGuard, Path]:
+    """The engine a run with ``settings`` colours with (weights, device, render size, readout
+    temperatures), after checking the settings; and the weights file it loaded."""
+    settings.validate()
+    wpath = Path(settings.weights) if settings.weights else default_weights_path()
+    return OomGuard(Engine(load_model(wpath), settings.device, settings.render_size, settings.temperature,
+                           settings.guided_temperature)), wpath

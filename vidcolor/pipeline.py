@@ -24,7 +24,7 @@ import numpy as np
 from . import frameio, mux, videoio, yuv as yuvmod
 from .decode import DecodeReport, iter_frames
 from .encode import SegmentWriter, check_codec, check_output_format, plane_spec
-from .engine import Engine, OomGuard, render_shape
+from .engine import Engine, engine_for, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted, write_failed
 from .guide import build_keyframes, guide_spec, plan_guides
 from .keyframes import RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
@@ -35,7 +35,7 @@ from .lock import LOCK_NAME, JobLock, ensure_free, released_on_return
 from .prefetch import Prefetcher
 from .stream import Stages, build_stages, segment_length, stream_colour
 from .temporal import Smoother
-from .weights import default_weights_path, load_model, sha256_file
+from .weights import sha256_file
 
 from .settings import DEFAULT_SEGMENT, EncodeOptions, Settings  # Settings re-exported: vidcolor.pipeline.Settings
 
@@ -58,11 +58,7 @@ def _progress(total: int | None, initial: int, enabled: bool, desc: str):
 
 
 def _prepare(settings: Settings) -> tuple[Engine, Smoother, str]:
-    settings.validate()
-    wpath = Path(settings.weights) if settings.weights else default_weights_path()
-    model = load_model(wpath)
-    engine = OomGuard(Engine(model, settings.device, settings.render_size, settings.temperature,
-                             settings.guided_temperature))
+    engine, wpath = engine_for(settings)
     smoother = Smoother(settings.temporal_window, settings.cut_threshold)
     return engine, smoother, sha256_file(wpath)
 

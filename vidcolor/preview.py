@@ -29,14 +29,13 @@ import numpy as np
 from . import videoio, yuv as yuvmod
 from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_PREVIEW_FRAMES, DEFAULT_TEMPERATURE, Settings
 from .encode import EncodeOptions, plane_spec
-from .engine import Engine, OomGuard, render_shape
+from .engine import OomGuard, engine_for, render_shape
 from .errors import VidcolorError
 from .guide import DEFAULT_REACH, build_keyframes, parse_reference, plan_guides
 from .seek import FolderFrames, VideoFrames
 from .sheet import Layout, fit, render, tile_size, write_png
 from .stream import Stages, stream_colour
 from .temporal import Smoother
-from .weights import default_weights_path, load_model
 
 CUT_MARGIN = 3  # frames decoded either side of a guide's carry, so its cut decisions are the film's
 
@@ -63,13 +62,6 @@ def choose(count: int, n: int, at: list[int] | None, guided: list[int]) -> list[
             raise VidcolorError(f"--at {bad[0]} is not a frame of the input, which has frames 0 to {count - 1}")
         return sorted(set(at))
     return sorted(set(spread(count, n)) | set(guided))
-
-
-def _engine(settings: Settings) -> OomGuard:
-    settings.validate()
-    wpath = Path(settings.weights) if settings.weights else default_weights_path()
-    return OomGuard(Engine(load_model(wpath), settings.device, settings.render_size, settings.temperature,
-                           settings.guided_temperature))
 
 
 def _guides(source: VideoFrames | FolderFrames, settings: Settings, engine: OomGuard,
@@ -113,7 +105,7 @@ def colour_frames(source: VideoFrames | FolderFrames, settings: Settings,
                   ) -> tuple[dict[int, np.ndarray], dict[int, list[np.ndarray]], set[int]]:
     """Grey and coloured 8-bit RGB of each chosen frame, one colour per saturation: (grey, colours,
     the frames a guide reaches)."""
-    engine = engine or _engine(settings)
+    engine = engine or engine_for(settings)[0]
     names = getattr(source, "names", None)
     keys = build_keyframes(list(settings.references), settings.hints, source.size,
                            lambda hw: render_shape(hw[0], hw[1], engine.render_size), source.count, names) \
@@ -183,7 +175,7 @@ def make_preview(input: str | Path, sheet: str | Path | None = None, settings: S
     for spec in settings.references:
         parse_reference(spec)  # a wrong reference is refused before anything is decoded
     source = open_source(src, deinterlace)
-    engine = _engine(dataclasses.replace(settings, temperature=DEFAULT_TEMPERATURE / saturations[0]))
+    engine, wpath = engine_for(dataclasses.replace(settings, temperature=DEFAULT_TEMPERATURE / saturations[0]))
     referenced = [parse_reference(r)[0] for r in settings.references]
     pinned = sorted(set(_pinned(settings, source)) - set(referenced))
     chosen = choose(source.count, frames, at, [i for i in referenced + pinned if i < source.count])
@@ -194,7 +186,7 @@ def make_preview(input: str | Path, sheet: str | Path | None = None, settings: S
     labels = [[f"frame {i}", source.label(i), _guide_note(i, referenced, pinned, guided)] for i in chosen]
     tiles = [[fit(p, (tw, th)) for p in [grey[i], *colours[i]]] for i in chosen]
     title = (f"{src.name}: {len(chosen)} of {source.count} frames, render {settings.render_size}, "
-             f"weights {Path(settings.weights or default_weights_path()).name}")
+             f"weights {wpath.name}")
     headings = ["grey"] + [f"saturation {s:g}" for s in saturations]
     write_png(out, render(layout, title, headings, labels, tiles))
     return PreviewResult(out, chosen, source.decoded, time.time() - t0)
