@@ -33,7 +33,7 @@ from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluate import grey_baseline, image_metrics, resize_rgb, short_side_shape, write_json
 from vidcolor.settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
-from vidcolor.train import predict_rgb
+from vidcolor.train import predict_rgb, readout_rgb
 from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,9 +157,6 @@ def sweep_readouts(a: argparse.Namespace) -> str:
     and temperature T. Returns one line per readout (overall per-image means)."""
     from tqdm import tqdm
 
-    from vidcolor.color import lab_to_rgb
-    import torch.nn.functional as F
-
     torch.set_num_threads(a.threads)
     model = load_model(Path(a.weights) if a.weights else default_weights_path())
     logw = torch.load(a.rebalance_from, map_location="cpu", weights_only=True)["rebalance"].float().log()
@@ -172,8 +169,7 @@ def sweep_readouts(a: argparse.Namespace) -> str:
             out = model(D.make_input(lab[:, :1]))
             for alpha, t in a.readouts:
                 model.readout_bias.copy_(alpha * logw)
-                ab = F.interpolate(model.decode_ab(out, t), size=rgb.shape[-2:], mode="bilinear", align_corners=False)
-                pred = lab_to_rgb(torch.cat([lab[:, :1], ab], 1))[0].permute(1, 2, 0).numpy()
+                pred = readout_rgb(model, out, lab, t)[0].permute(1, 2, 0).numpy()
                 m = image_metrics((pred * 255.0 + 0.5).astype(np.uint8), img)
                 rows[(alpha, t)].append({f"{who}_{k}": v for who, d in m.items() for k, v in d.items()})
     lines = [f"{'alpha':>6}{'T':>6}  {'PSNR':>7}{'grey':>7}  {'colour':>7}  {'false%':>7}"]

@@ -138,16 +138,23 @@ def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
     panchromatic or orthochromatic film stock would (:func:`vidcolor.film.spectral_l`), not as
     the photo's luminance; colour is still put on the photo's L, so it is judged on a,b only.
     """
-    from .color import lab_to_rgb
     from .film import degrade_l, spectral_l
 
     lab = rgb_to_lab(rgb)
     L_in = lab[:, :1]
     if damage is not None:
         L_in = degrade_l(spectral_l(rgb, damage, p_pan=0.5, p_ortho=0.5) if stock else L_in, damage, p=1.0)
-    x = D.make_input(L_in, hint_ab, mask)
-    ab = model.decode_ab(model(x), temperature)
-    ab = F.interpolate(ab, size=rgb.shape[-2:], mode="bilinear", align_corners=False)
+    return readout_rgb(model, model(D.make_input(L_in, hint_ab, mask)), lab, temperature, hint_ab, mask)
+
+
+@torch.no_grad()
+def readout_rgb(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, temperature: float = 0.38,
+                hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's output ``out`` read out at ``temperature`` and put on ``lab``'s own L as RGB
+    (:func:`predict_rgb`'s second half; a readout sweep calls it once per readout on one output)."""
+    from .color import lab_to_rgb
+
+    ab = F.interpolate(model.decode_ab(out, temperature), size=lab.shape[-2:], mode="bilinear", align_corners=False)
     if mask is not None:
         ab = apply_guide(ab, lab[:, :1], hint_ab, mask)
     return lab_to_rgb(torch.cat([lab[:, :1], ab], dim=1))
