@@ -36,7 +36,6 @@ from typing import Sequence
 
 import torch
 
-from .settings import CONTEXT_MODES as MODES  # noqa: F401  (re-exported; the choices live with the setting)
 
 FRAMES = 24     # K: frames (this one included) whose vectors are averaged; 1 s at 24 fps
 BETA = 0.95     # per-frame weight decay: the EMA that took the drift down in the experiment

@@ -64,7 +64,6 @@ import torch
 import torch.nn.functional as F
 
 from . import flow as fl
-from .settings import KEYFRAME_MODES as MODES  # noqa: F401  (re-exported; the choices live with the setting)
 from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 
 DECAY = 0.985      # evidence kept per frame carried: a memory of about 67 frames (2.7 s at 25 fps) each side
