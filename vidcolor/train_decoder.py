@@ -31,6 +31,9 @@ from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebala
 class DecoderConfig:
     data_dir: str = "../shared/data"
     out: str = "runs/effdec"
+    # A folder made by scripts/build_extra_data.py (ground cover, walls, floors): its photos that are
+    # not in data_dir form a second pool, cached under OUT/cache/extra. "" = none.
+    extra_dir: str = ""
     size: int = 192  # side of the cached square crops
     variants: int = 1  # cache passes: even ones plain, odd ones mirrored, each with its own film greys
     batch: int = 32
@@ -67,21 +70,69 @@ def simulate_hints4(ab4: torch.Tensor, rng: np.random.Generator, p_none: float) 
     return raw
 
 
-def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None = None) -> None:
-    """Build (or finish) every variant of the feature cache under ``OUT/cache``."""
+@dataclass
+class Pool:
+    """One set of training photos and the feature cache that holds them."""
+    data_dir: Path
+    items: list[D.Item]
+    cache: Path
+
+    def done(self, variant: int) -> int:
+        return done_count(self.cache, variant)
+
+
+def pools(cfg: DecoderConfig) -> list[Pool]:
+    """The shared training photos, then (with ``extra_dir``) the extra photos not among them.
+
+    Both are split by :func:`vidcolor.data.split`, so a shared photo's dev or train side never
+    changes, and extra photos on the dev side are not trained on either."""
     data_dir = Path(cfg.data_dir)
-    train_items = D.split(D.read_manifest(data_dir))[0]
-    cache = Path(cfg.out) / "cache"
-    todo = [v for v in range(cfg.variants) if done_count(cache, v) < len(train_items)]
-    if not todo:
-        return
-    if net is None:
-        net = build_model(default_config("effdec")).net
-        if cfg.pretrained:
-            load_pretrained_encoder(net)
-    images = D.load_images(data_dir, train_items, progress)
-    for v in todo:
-        build_variant(net, images, cache, v, cfg.size, progress=progress)
+    shared = D.split(D.read_manifest(data_dir))[0]
+    out = [Pool(data_dir, shared, Path(cfg.out) / "cache")]
+    if cfg.extra_dir:
+        extra_dir = Path(cfg.extra_dir)
+        known = {it.file for it in D.read_manifest(data_dir)}
+        extra = [it for it in D.split(D.read_manifest(extra_dir))[0] if it.file not in known]
+        out.append(Pool(extra_dir, extra, Path(cfg.out) / "cache" / "extra"))
+    return out
+
+
+def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None = None) -> None:
+    """Build (or finish) every variant of every pool's feature cache; smaller pools first."""
+    for pool in sorted(pools(cfg), key=lambda p: len(p.items)):
+        todo = [v for v in range(cfg.variants) if pool.done(v) < len(pool.items)]
+        if not todo:
+            continue
+        if net is None:
+            net = build_model(default_config("effdec")).net
+            if cfg.pretrained:
+                load_pretrained_encoder(net)
+        images = D.load_images(pool.data_dir, pool.items, progress)
+        for v in todo:
+            build_variant(net, images, pool.cache, v, cfg.size, progress=progress)
+
+
+def sample_space(pool_list: list[Pool], done: list[list[int]], damp: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Every cached (pool, variant, row) as an (M, 3) array, and its sampling probability.
+
+    ``done[p][v]`` rows of pool ``p``'s variant ``v`` are cached. A photo's share is its source's
+    (:func:`vidcolor.data.source_weights` over the cached photos), split evenly between the
+    variants of it cached so far."""
+    keys, photos, photo_idx, share = [], [], [], []
+    for p, pool in enumerate(pool_list):
+        rows = max(done[p], default=0)
+        order = cache_order(len(pool.items))
+        n_var = np.zeros(rows, dtype=np.int64)
+        for d in done[p]:
+            n_var[:d] += 1
+        base = len(photos)
+        photos += [pool.items[i] for i in order[:rows]]
+        for v, d in enumerate(done[p]):
+            keys.append(np.stack([np.full(d, p), np.full(d, v), np.arange(d)], 1))
+            photo_idx.append(base + np.arange(d))
+            share.append(1.0 / n_var[:d])
+    w = D.source_weights(photos, damp)[np.concatenate(photo_idx)] * np.concatenate(share)
+    return np.concatenate(keys), w / w.sum()
 
 
 def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int | None = None,
@@ -96,33 +147,44 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
     data_dir = Path(cfg.data_dir)
-    train_items, dev_items = D.split(D.read_manifest(data_dir))
+    dev_items = D.split(D.read_manifest(data_dir))[1]
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if state is not None:
+        # The run's recipe comes from the checkpoint; where to find data and how long to go, from the caller.
+        keep = ("out", "data_dir", "extra_dir", "threads", "max_steps", "variants")
         saved = {k: v for k, v in state["train_config"].items() if k in DecoderConfig.__dataclass_fields__}
-        cfg = DecoderConfig(**{**saved, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads,
-                               "max_steps": cfg.max_steps})
+        cfg = DecoderConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}})
         print(f"resuming {ckpt_path} at step {state['step']}")
     torch.manual_seed(cfg.seed)
     model = build_model(state["config"] if state else default_config("effdec"))
     if state is None and cfg.pretrained:
         load_pretrained_encoder(model.net)
-    cache = out / "cache"
-    n = len(train_items)
+    pool_list = pools(cfg)
     if build:
         build_cache(cfg, progress, model.net)
-    arrs = [open_variant(cache, v, n, cfg.size) for v in range(cfg.variants)]
     dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
-    order = cache_order(n)
 
-    def sample_space(rows: int) -> np.ndarray:
-        """Sampling probabilities over the first ``rows`` cache rows (by source, as data.source_weights)."""
-        return D.source_weights([train_items[i] for i in order[:rows]], cfg.damp)
+    def cached() -> list[list[int]]:
+        return [[min(pool.done(v), len(pool.items)) for v in range(cfg.variants)] for pool in pool_list]
 
-    rows = state.get("rows", n) if state else min(done_count(cache, v) for v in range(cfg.variants))
-    if rows < min(n, 64):
-        raise RuntimeError(f"only {rows} photos are cached under {cache}; build the cache first")
-    probs = sample_space(rows)
+    def open_arrays(done: list[list[int]]) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+        return {(p, v): open_variant(pool.cache, v, len(pool.items), cfg.size)
+                for p, pool in enumerate(pool_list) for v in range(cfg.variants) if done[p][v]}
+
+    if state is None:
+        done = cached()
+    elif "done" in state:
+        done = state["done"]
+    else:  # a checkpoint from before pools: its first `rows` photos of variant 0
+        done = [[state.get("rows", len(pool_list[0].items))] + [0] * (cfg.variants - 1)] + \
+            [[0] * cfg.variants for _ in pool_list[1:]]
+    # a checkpoint from before a pool or variant was added: those join at its first checkpoint
+    done = [(list(done[p]) if p < len(done) else []) + [0] * cfg.variants for p in range(len(pool_list))]
+    done = [d[:cfg.variants] for d in done]
+    if sum(map(sum, done)) < min(len(pool_list[0].items), 64):
+        raise RuntimeError(f"only {done} photos are cached under {pool_list[0].cache}; build the cache first")
+    arrs = open_arrays(done)
+    keys, probs = sample_space(pool_list, done, cfg.damp)
     dec_params = [p for name, p in model.net.named_parameters() if not name.startswith("encoder.")]
     for p in model.net.encoder.parameters():
         p.requires_grad_(False)
@@ -135,7 +197,7 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         rebal = state["rebalance"]
     else:
         ema.load_state_dict(model.state_dict())
-        ab = torch.from_numpy(np.array(arrs[0]["ab"][:rows:7, :, ::2, ::2])).float()  # a 1-in-7 sample suffices
+        ab = torch.from_numpy(np.array(arrs[0, 0]["ab"][:done[0][0]:7, :, ::2, ::2])).float()  # 1 in 7 suffices
         flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
         counts = torch.bincount(torch.cdist(flat, model.bins).argmin(1), minlength=len(model.bins))
         rebal = rebalance_from_counts(counts.double(), model.bins, cfg.rebalance)
@@ -145,14 +207,16 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     ema.eval()
 
     def checkpoint() -> None:
-        nonlocal rows, probs
+        nonlocal done, arrs, keys, probs
+        now = cached()
+        if now != done:  # the cache grew, or a pool or variant was added: sample from all of it from here on
+            done, arrs = now, open_arrays(now)
+            keys, probs = sample_space(pool_list, done, cfg.damp)
+            print(f"sampling from {len(keys)} cached photo variants {done}", flush=True)
+        # saved after the update, so a resumed run samples as this one goes on to
         save_atomic({"config": model.config, "model": model.state_dict(), "ema": ema.state_dict(),
                      "optimizer": optim.state_dict(), "step": step, "wall_seconds": clock.wall, "history": history,
-                     "train_config": asdict(cfg), "rebalance": rebal, "rows": rows}, ckpt_path)
-        now_cached = min(done_count(cache, v) for v in range(cfg.variants))
-        if now_cached > rows:  # the cache grew since: sample from all of it from here on
-            rows, probs = now_cached, sample_space(now_cached)
-            print(f"sampling from {rows} cached photos", flush=True)
+                     "train_config": asdict(cfg), "rebalance": rebal, "done": done}, ckpt_path)
 
     stop: dict[str, Any] = {"signal": None}
 
@@ -167,17 +231,15 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         if (minutes is not None and time.time() - t_start >= minutes * 60) or (stop_step and step >= stop_step):
             break
         rng = np.random.default_rng([cfg.seed, step])  # per-step seed: resuming replays the same batches
-        idx = np.sort(rng.choice(rows, size=cfg.batch, p=probs))
-        var = rng.integers(0, cfg.variants, cfg.batch)
-        feats = [torch.from_numpy(np.stack([arrs[v][f"f{k}"][i] for v, i in zip(var, idx)])).float()
-                 for k in range(4)]
-        ab4 = torch.from_numpy(np.stack([arrs[v]["ab"][i] for v, i in zip(var, idx)])).float()
+        pick = keys[np.sort(rng.choice(len(keys), size=cfg.batch, p=probs))]
+        feats = [torch.from_numpy(np.stack([arrs[p, v][f"f{k}"][r] for p, v, r in pick])).float() for k in range(4)]
+        ab4 = torch.from_numpy(np.stack([arrs[p, v]["ab"][r] for p, v, r in pick])).float()
         raw = simulate_hints4(ab4, rng, cfg.hint_p_none)
         lr = get_lr(step, cfg)  # type: ignore[arg-type]  # same fields as TrainConfig's schedule
         for g in optim.param_groups:
             g["lr"] = lr
         out_logits = model.net.decode(feats, pool_hints(raw, 1), pool_hints(raw, 2))
-        lab = torch.cat([ab4.new_zeros(len(idx), 1, *ab4.shape[-2:]), ab4], 1)
+        lab = torch.cat([ab4.new_zeros(cfg.batch, 1, *ab4.shape[-2:]), ab4], 1)
         # The loss on one pixel in four (a random one of the four sub-grids each step): the soft
         # targets and the 244-way softmax were two thirds of a step's time, and neighbouring
         # pixels at stride 4 carry nearly the same target.
