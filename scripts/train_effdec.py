@@ -6,6 +6,7 @@
     python scripts/train_effdec.py --out runs/effdec --resume-from weights/effdec-train.pt --minutes 120
     python scripts/build_extra_data.py --out runs/data    # ground cover, walls and floors
     python scripts/train_effdec.py --out runs/effdec --extra-dir runs/data --variants 2 --minutes 120
+    python scripts/train_effdec.py --out runs/effdec --unfreeze-from 11 --minutes 60   # phase 2
     python scripts/train_effdec.py --out runs/effdec --steps 0 --export weights/vidcolor.pt --prior-alpha 0.1
 
 The first run caches the encoder's features of every training photo (about 2.7 GB a variant
@@ -39,6 +40,10 @@ def main() -> None:
                    help="a training checkpoint (e.g. weights/effdec-train.pt) to continue when OUT has none")
     p.add_argument("--variants", type=int, default=DecoderConfig.variants,
                    help="feature-cache passes for a new run (even: plain, odd: mirrored; each with its own film greys)")
+    p.add_argument("--unfreeze-from", type=int, default=0, metavar="BLOCK",
+                   help="also train the encoder from this block on (11: its last two stages; 0: frozen)")
+    p.add_argument("--encoder-lr", type=float, default=DecoderConfig.encoder_lr,
+                   help="the trained encoder blocks' rate, as a share of the decoder's")
     p.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
     p.add_argument("--no-build", action="store_true",
                    help="train on the photos cached so far while another process builds the rest")
@@ -46,7 +51,7 @@ def main() -> None:
     a = p.parse_args()
     cfg = DecoderConfig(data_dir=a.data_dir, out=a.out, threads=a.threads, max_steps=a.max_steps,
                         rebalance=a.rebalance, variants=a.variants,
-                        extra_dir=a.extra_dir)
+                        extra_dir=a.extra_dir, unfreeze_from=a.unfreeze_from, encoder_lr=a.encoder_lr)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)

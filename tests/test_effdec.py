@@ -160,3 +160,26 @@ def test_training_joins_an_extra_pool_at_a_checkpoint(tmp_path, capsys):
     assert state["step"] == 4 and state["done"][1] == [extra_train] and extra_train > 0
     assert done_count(tmp_path / "run" / "cache" / "extra", 0) == extra_train
     assert "sampling from" in capsys.readouterr().out
+
+
+def test_phase_two_trains_the_top_encoder_blocks_and_resumes(tmp_path):
+    """A phase-1 checkpoint goes on with the encoder's last stages trained from the cached stride-16
+    features: those blocks change, the earlier ones do not, and the run resumes to the same weights."""
+    _tiny_data(tmp_path / "data")
+    common = dict(data_dir=str(tmp_path / "data"), size=64, variants=1, batch=4, eval_every=10_000,
+                  pretrained=False, warmup=2, max_steps=20)
+    for run in ("one", "two"):
+        train_decoder(DecoderConfig(out=str(tmp_path / run), **common), steps=2, progress=False)
+    p1 = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)
+    one = train_decoder(DecoderConfig(out=str(tmp_path / "one"), unfreeze_from=11, **common), steps=4, progress=False)
+    train_decoder(DecoderConfig(out=str(tmp_path / "two"), unfreeze_from=11, **common), steps=2, progress=False)
+    two = train_decoder(DecoderConfig(out=str(tmp_path / "two"), unfreeze_from=11, **common), steps=2, progress=False)
+    s1, s2 = (torch.load(p, weights_only=True) for p in (one, two))
+    assert s1["step"] == s2["step"] == 6
+    for k, v in s1["model"].items():
+        assert torch.equal(v, s2["model"][k]), k
+    moved = lambda k: not torch.equal(s1["model"][k], p1["model"][k])  # noqa: E731
+    assert moved("net.encoder._blocks.15._project_conv.weight")
+    assert not moved("net.encoder._blocks.10._project_conv.weight")
+    with pytest.raises(ValueError, match="unfreeze"):
+        train_decoder(DecoderConfig(out=str(tmp_path / "one"), **common), steps=1, progress=False)

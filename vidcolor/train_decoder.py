@@ -21,7 +21,7 @@ import torch
 
 from . import data as D
 from .color import AB_SCALE
-from .effnet import EffDecNet, load_pretrained_encoder, pool_hints
+from .effnet import TAPS, EffDecNet, load_pretrained_encoder, pool_hints
 from .featcache import build_variant, cache_order, done_count, open_variant
 from .model import build_model, default_config
 from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
@@ -46,6 +46,11 @@ class DecoderConfig:
     rebalance: float = 0.5  # lambda of Zhang et al.: 0 = full rebalancing, 1 = none
     regress: float = 1.0  # Huber on the softmax mean (see TrainConfig.regress)
     hint_p_none: float = 0.5
+    # Phase 2: train the encoder's blocks from this one on (11 = its last two stages, 2.2 M weights, read
+    # from the cached stride-16 features, so a step stays cheap) at encoder_lr times the decoder's rate.
+    # 0 = the encoder stays frozen. Its BatchNorm keeps ImageNet's statistics either way.
+    unfreeze_from: int = 0
+    encoder_lr: float = 0.1
     damp: dict[str, float] = field(default_factory=lambda: dict(D.DEFAULT_DAMP))
     seed: int = 1234
     eval_every: int = 1000
@@ -151,7 +156,7 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if state is not None:
         # The run's recipe comes from the checkpoint; where to find data and how long to go, from the caller.
-        keep = ("out", "data_dir", "extra_dir", "threads", "max_steps", "variants")
+        keep = ("out", "data_dir", "extra_dir", "threads", "max_steps", "variants", "unfreeze_from", "encoder_lr")
         saved = {k: v for k, v in state["train_config"].items() if k in DecoderConfig.__dataclass_fields__}
         cfg = DecoderConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}})
         print(f"resuming {ckpt_path} at step {state['step']}")
@@ -186,14 +191,30 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     arrs = open_arrays(done)
     keys, probs = sample_space(pool_list, done, cfg.damp)
     dec_params = [p for name, p in model.net.named_parameters() if not name.startswith("encoder.")]
+    top = model.net.encoder._blocks[cfg.unfreeze_from:] if cfg.unfreeze_from else torch.nn.ModuleList()
+    if cfg.unfreeze_from and cfg.unfreeze_from <= TAPS[2]:
+        raise ValueError(f"unfreeze_from {cfg.unfreeze_from}: the cache holds features from block {TAPS[2]} on; "
+                         f"choose {TAPS[2] + 1}..{TAPS[3]}")
     for p in model.net.encoder.parameters():
         p.requires_grad_(False)
+    for p in top.parameters():
+        p.requires_grad_(True)
     optim = torch.optim.AdamW(dec_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = build_model(model.config)
+    saved_groups = len(state["optimizer"]["param_groups"]) if state else 0
     if state:
         model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
+        if saved_groups == 1:  # a phase-1 checkpoint: the encoder's group joins after it is loaded
+            optim.load_state_dict(state["optimizer"])
+    if len(top):
+        optim.add_param_group({"params": list(top.parameters()), "lr_scale": cfg.encoder_lr})
+    if saved_groups == 2 == len(optim.param_groups):
         optim.load_state_dict(state["optimizer"])
+    elif saved_groups == 2:
+        raise ValueError("this checkpoint trained encoder blocks too: resume it with the same --unfreeze-from")
+    params = [p for g in optim.param_groups for p in g["params"]]
+    ema = build_model(model.config)
+    if state:
+        ema.load_state_dict(state["ema"])
         rebal = state["rebalance"]
     else:
         ema.load_state_dict(model.state_dict())
@@ -237,7 +258,12 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         raw = simulate_hints4(ab4, rng, cfg.hint_p_none)
         lr = get_lr(step, cfg)  # type: ignore[arg-type]  # same fields as TrainConfig's schedule
         for g in optim.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        if len(top):  # the stride-32 features again, from the cached stride-16 ones, through the trained blocks
+            x = feats[2]
+            for blk in top:
+                x = blk(x)
+            feats[3] = x
         out_logits = model.net.decode(feats, pool_hints(raw, 1), pool_hints(raw, 2))
         lab = torch.cat([ab4.new_zeros(cfg.batch, 1, *ab4.shape[-2:]), ab4], 1)
         # The loss on one pixel in four (a random one of the four sub-grids each step): the soft
@@ -247,7 +273,7 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         loss = compute_loss(model, out_logits[:, :, oy::2, ox::2], lab[:, :, oy::2, ox::2], rebal, cfg.regress)
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(dec_params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
         step += 1
