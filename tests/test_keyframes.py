@@ -70,6 +70,17 @@ def test_look_ahead_steadies_the_start_of_a_shot():
     assert err[8] < 0.5 * err[0], err
 
 
+def test_no_step_at_block_edges():
+    """The network's colour drifts slowly on a still shot. Frames are emitted in blocks, and each
+    block's frames see a different span of frames ahead; the colour carried back must still change
+    smoothly across a block edge (one backward pass per block stepped there, 5x the median change)."""
+    b, n = 8, 96
+    raw = [torch.full((2, 48, 64), 0.25 * i) for i in range(n)]
+    out = _run(Carrier(period=1000, ahead=b), [Item(i, _L(i), raw[i].clone()) for i in range(n)])
+    change = np.abs([float((out[i] - out[i - 1]).mean()) for i in range(1, n)])
+    assert change.max() < 1.5 * np.median(change), (change.argmax() + 1, change.max(), np.median(change))
+
+
 @pytest.mark.parametrize("resume", [20, 40, 44])
 def test_a_restored_carrier_equals_the_uninterrupted_one(resume):
     """A resumed run feeds the carrier from two frames before its checkpoint and restores the state the

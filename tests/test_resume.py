@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidcolor.keyframes import AHEAD
+from vidcolor.keyframes import AHEAD, HOLD_BLOCKS
 
 from .conftest import cli, env, frame_pattern, make_clip, read_video
 
@@ -53,12 +53,13 @@ def long_clip(tmp_path_factory) -> Path:
     return p
 
 
-# The keyframe carrier emits frames in blocks of AHEAD once 2 * AHEAD frames stand behind them, so
-# progress moves in steps of AHEAD and the last 2 * AHEAD frames come out at the very end: a kill
+# The keyframe carrier emits frames in blocks of AHEAD once HOLD more frames stand behind them, so
+# progress moves in steps of AHEAD and the last HOLD frames come out at the very end: a kill
 # aimed there would land on a finished run. Kill points stay below that, so each lands mid-run.
-N_LONG = 4 * AHEAD
-N_FRAMES = 3 * AHEAD + 32
-KILL_TARGETS = range(8, N_LONG - 2 * AHEAD, 8)
+HOLD = HOLD_BLOCKS * AHEAD
+N_LONG = HOLD + 2 * AHEAD
+N_FRAMES = HOLD + AHEAD + 32
+KILL_TARGETS = range(8, N_LONG - HOLD, 8)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +182,7 @@ def test_frames_kill9_resume_is_identical(tmp_path, random_weights):
 
     random.seed(3)
     codes = []
-    for target in sorted(random.sample(range(2, N_FRAMES - 2 * AHEAD), 3)):
+    for target in sorted(random.sample(range(2, N_FRAMES - HOLD), 3)):
         codes.append(run_and_kill(cmd, prog, target))
         if codes[-1] == 0:  # on a fast machine a run can finish before its kill point
             break

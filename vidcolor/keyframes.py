@@ -38,11 +38,12 @@ of following the network's slow drift. Sessions 13-14 carried forward only
 sides, a longer memory won on the dev clips (docs/lab-notes/2026-12-06-two-sided-carrier.md).
 
 Look-ahead and memory: frames are emitted in blocks of ``AHEAD`` frames that
-sit on multiples of ``AHEAD`` counted from frame 0; a block goes out when
-the frames ``AHEAD`` past its end have arrived, so each frame sees between
-``AHEAD`` and ``2 * AHEAD`` frames ahead, and up to ``2 * AHEAD`` frames
-(with what composition needs at full resolution) are held: memory is flat
-with length and grows with frame size (docs/lab-notes/2026-12-06-two-sided-carrier.md: 1.40 GB at 1080p).
+sit on multiples of ``AHEAD`` counted from frame 0; a block goes out when the
+frames two blocks past its end have arrived. Each frame's backward colour mixes
+two backward passes (begun at the last frames of the next two blocks), weighted
+so that it changes smoothly from frame to frame: see ``HOLD_BLOCKS``. Up to
+``3 * AHEAD`` frames (with what composition needs at full resolution) are held:
+memory is flat with length and grows with frame size (docs/lab-notes/2026-12-06-two-sided-carrier.md: 1.40 GB at 1080p).
 
 Checkpoints (issue 35): until rule 4 a keyframe was forced at every segment start so that a
 resumed run needed no history, and the colour jumped there. Now nothing restarts at a segment:
@@ -69,20 +70,27 @@ from .temporal import FLOW_RADIUS, L_SIGMA, Item, _one_cpu_thread
 DECAY = 0.985      # evidence kept per frame carried: a memory of about 67 frames (2.7 s at 25 fps) each side
 FB_KEEP = 0.6      # evidence kept where the flow fails its forward-backward check (LK fails often on film)
 KEY_WEIGHT = 1.0 / (1.0 - DECAY)  # a guided keyframe's colour counts as a full memory of frames
-# The carrying rule's version, kept in a job's manifest: 5 carries the state across segments (issue 35),
+# The carrying rule's version, kept in a job's manifest: 6 mixes two backward passes (no step at block
+# edges), 5 carries the state across segments (issue 35),
 # 4 is the two-sided running mean that restarted at every segment (session 15), 3 the forward-only one
 # (session 13), 2 the renewed decaying trust. A job begun under another rule does not resume, which
 # would mix two rules in one film.
-RULE = 5
+RULE = 6
 # Frames a carrier started afresh runs before its first output frame when it has no state to restore
 # (a Ray chunk that starts inside a shot). The forward state forgets its start at about DECAY per
 # frame: on a still real shot (scripts/chunk_warmup.py, docs/segments-and-chunks.md) the a,b at render
 # size then differ from one run's by at most 0.57 after 192 frames, 0.13 after 288 and 0.036 after
 # 384 (mean 0.0007), below one step of 8-bit chroma.
 WARM = 384
-# Frames per emitted block; each frame sees AHEAD..2*AHEAD frames ahead. 48 beat 24 and 12 on the dev clips
-# (docs/lab-notes/2026-12-06-two-sided-carrier.md). Held frames keep their Y plane (plane path) or float L (RGB path) for composition.
-AHEAD = 48
+# Frames per emitted block. A block goes out once HOLD_BLOCKS - 1 more blocks stand behind it, so up to
+# HOLD_BLOCKS * AHEAD frames are held. Each frame's colour carried back from the frames after it mixes two
+# backward passes, begun at the last frames of the next two blocks, weighted by how far into its block
+# the frame is: it sees 2..3 blocks ahead (2 on average), and the mix changes smoothly across a block
+# edge. Until rule 6 one pass per block gave the frames before an edge 48 frames ahead and those after
+# it 96, and the colour stepped there (5x the median change on a still shot,
+# docs/segments-and-chunks.md). 32 x 3 holds as many frames as 48 x 2 did.
+AHEAD = 32
+HOLD_BLOCKS = 3
 
 
 @dataclass
@@ -122,7 +130,7 @@ class Carrier:
         self.period, self.every, self.cut_threshold, self.guided = period, every, cut_threshold, guided
         self.block = ahead  # frames emitted together; each sees block..2*block frames ahead (0: forward only)
         # frames held past a frame before it is final: its block's backward span, plus one for the cut cue
-        self.lookahead = 2 * ahead if ahead else 1
+        self.lookahead = HOLD_BLOCKS * ahead if ahead else 1
         self.keys: list[int] = []  # the keyframes chosen (for reports and tests)
         self._restore: tuple[int, CarriedState] | None = None
         self._reset()
@@ -135,6 +143,7 @@ class Carrier:
         self._ab: torch.Tensor | None = None        # (1, 2, h, w) carried ab at render size
         self._weight: torch.Tensor | None = None    # (1, 1, h/2, w/2) frames' worth of evidence behind _ab
         self._key = -1                              # index of the current keyframe
+        self._passes: dict[int, dict] = {}          # backward pass start -> {frame: its reading}, until read
 
     def warm_from(self, start: int) -> int:
         """First frame a run resumed at ``start`` must feed the carrier: the cut decision between
@@ -158,7 +167,7 @@ class Carrier:
             # so a resumed run emits each frame with the same look-ahead as an uninterrupted one
             first = self._held[0].index
             end = (first // self.block + 1) * self.block
-            if self._held[-1].index < end + self.block:
+            if self._held[-1].index < end + (HOLD_BLOCKS - 1) * self.block:
                 return []
             return self._emit_block(end, final=False)
 
@@ -205,27 +214,52 @@ class Carrier:
 
     def _emit_block(self, end: int, final: bool) -> list[Item]:
         """Emit the held frames before index ``end``, each with the colour carried back from the frames
-        held after it (up to the last held, or the shot's end)."""
-        items = {it.index: it for it in self._held}
+        after it: a mix of two backward passes, so that it changes smoothly from frame to frame (``HOLD_BLOCKS``)."""
+        b = self.block
         # mid-clip the last held frame only gives the cut cue for the pair before it (is_cut(a) reads
-        # frame a+2), so the backward pass starts one frame earlier; at the clip's end it starts at the end
+        # frame a+2), so a pass starts one frame earlier at most; at the clip's end it may start at the end
         last = self._held[-1].index - (0 if final else 1)
-        back: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        g_ab = g_n = None
-        for t in range(last, self._held[0].index - 1, -1):
-            own = items[t].ab.unsqueeze(0).float()
-            if g_ab is None or t in self.guided or self._is_cut(t):  # the backward pass restarts here
-                g_ab, g_n = own, self._key_weight(t)
-                continue
-            cb, pn, n = self._history(t, t + 1, g_ab, g_n)
-            if t < end:
-                back[t] = (cb, pn, n)
-            g_ab, g_n = self._blend(own, cb, pn, n)
         out = []
         while self._held and self._held[0].index < end:
-            it = self._held.pop(0)
-            out.append(self._emit(it, back.get(it.index)))
+            t = self._held[0].index
+            # t is k frames into its block; the passes begun at the last frame of the next block and of
+            # the one after see 2b-1-k and 3b-1-k frames ahead of it, and weigh (b-1-k)/b and (k+1)/b
+            near = (t // b + 2) * b - 1
+            w = (t % b + 1) / b
+            x, y = (self._backward(s, last, t) for s in (near, near + b))
+            back = tuple((1.0 - w) * u + w * v for u, v in zip(x, y)) if x and y else x or y
+            out.append(self._emit(self._held.pop(0), back))
+            for rows in self._passes.values():
+                rows.pop(t, None)
+        for s in [s for s, rows in self._passes.items() if not rows]:
+            del self._passes[s]  # every frame that reads it is out
         return out
+
+    def _backward(self, nominal: int, last: int, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Frame ``t``'s reading of the backward pass begun at frame ``nominal`` (or at ``last``, the last
+        frame a pass may start from now, where that comes first): the colour carried back to t, ``p * n``
+        and ``n`` (as :meth:`_history`), or None where t begins the pass. A pass runs once, from its start
+        down to the first frame that reads it, and keeps the rows its readers will ask for: a pass serves
+        the frames 2b to 3b-1 before its nominal start (all before it, when it starts at ``last``)."""
+        b = self.block
+        start = min(nominal, last)
+        if start not in self._passes:
+            # a pass that starts at ``last`` may be read later by frames that clamp to it too: keep all
+            keep = nominal - b if nominal < last else start
+            rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+            g_ab = g_n = None
+            items = {it.index: it for it in self._held}
+            for u in range(start, max(self._held[0].index, nominal - 3 * b + 1) - 1, -1):
+                own = items[u].ab.unsqueeze(0).float()
+                if g_ab is None or u in self.guided or self._is_cut(u):  # the pass restarts here
+                    g_ab, g_n = own, self._key_weight(u)
+                    continue
+                cb, pn, n = self._history(u, u + 1, g_ab, g_n)
+                if u <= keep:
+                    rows[u] = (cb, pn, n)
+                g_ab, g_n = self._blend(own, cb, pn, n)
+            self._passes[start] = rows
+        return self._passes[start].get(t)
 
     def _emit(self, item: Item, back: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> Item:
         t = item.index

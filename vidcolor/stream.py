@@ -140,7 +140,7 @@ class Carried(NamedTuple):
     """An :class:`Item`'s payload from prediction to composition and the writer."""
 
     # (1, H, W) the input's own full-resolution L, so it is computed once. None where composition can
-    # compute it again from something smaller, since the keyframe carrier holds up to 2 * AHEAD
+    # compute it again from something smaller, since the keyframe carrier holds up to 3 * AHEAD
     # frames and 4 bytes a pixel each is 0.8 GB at 1080p and 5 GB for 4K scans: on the plane path
     # from ``luma``, through the same lookup table; for grey RGB frames (scans) from ``grey``.
     L_full: torch.Tensor | None
