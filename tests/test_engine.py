@@ -118,7 +118,7 @@ def test_hinted_frames_take_the_guided_temperature(random_weights):
 
 
 def test_grey_frames_hold_a_plane_and_compose_in_bounded_groups(engine, monkeypatch):
-    # Scans come as grey RGB; the keyframe carrier holds ~100 frames, and releases 32 at a time. Each
+    # Scans come as grey RGB; the keyframe carrier holds ~120 frames, and releases 40 at a time. Each
     # held grey frame keeps one uint16 plane, not a float L, and composition takes a few frames at a
     # time (2K scans went to 21 GB composing 48 at once), with the same bits as composing each alone.
     from vidcolor import stream

@@ -42,7 +42,7 @@ sit on multiples of ``AHEAD`` counted from frame 0; a block goes out when the
 frames two blocks past its end have arrived. Each frame's backward colour mixes
 two backward passes (begun at the last frames of the next two blocks), weighted
 so that it changes smoothly from frame to frame: see ``HOLD_BLOCKS``. Up to
-``3 * AHEAD`` frames (with what composition needs at full resolution) are held:
+``3 * AHEAD`` = 120 frames (with what composition needs at full resolution) are held:
 memory is flat with length and grows with frame size (docs/lab-notes/2026-12-06-two-sided-carrier.md: 1.40 GB at 1080p).
 
 Checkpoints (issue 35): until rule 4 a keyframe was forced at every segment start so that a
@@ -88,8 +88,10 @@ WARM = 384
 # the frame is: it sees 2..3 blocks ahead (2 on average), and the mix changes smoothly across a block
 # edge. Until rule 6 one pass per block gave the frames before an edge 48 frames ahead and those after
 # it 96, and the colour stepped there (5x the median change on a still shot,
-# docs/segments-and-chunks.md). 32 x 3 holds as many frames as 48 x 2 did.
-AHEAD = 32
+# docs/segments-and-chunks.md). With 32-frame blocks (as many frames held as 48 x 2) the mean look-ahead
+# fell from 72 to 64 frames and the aerial dev clip drifted more (4 s: 7.54 -> 8.57); 40 (120 frames
+# held) keeps the old figures (7.77; warp ab 0.344 -> 0.346).
+AHEAD = 40
 HOLD_BLOCKS = 3
 
 

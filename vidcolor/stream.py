@@ -141,7 +141,7 @@ class Carried(NamedTuple):
 
     # (1, H, W) the input's own full-resolution L, so it is computed once. None where composition can
     # compute it again from something smaller, since the keyframe carrier holds up to 3 * AHEAD
-    # frames and 4 bytes a pixel each is 0.8 GB at 1080p and 5 GB for 4K scans: on the plane path
+    # frames and 4 bytes a pixel each is 1 GB at 1080p and 6 GB for 4K scans: on the plane path
     # from ``luma``, through the same lookup table; for grey RGB frames (scans) from ``grey``.
     L_full: torch.Tensor | None
     tag: Any              # the caller's payload for the frame (the video's pts)
