@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_lab
 from .errors import InputError, VidcolorError, raise_if_interrupted
+from .frameio import to_uint8
 from .metrics import AUC_THRESHOLDS, ab_auc, colorfulness, false_colour, psnr, ssim
 from .temporal_metrics import CDC_DILATIONS, FLOW_METHODS, CDCAccumulator, flow_pair, warp_errors
 
@@ -55,15 +56,6 @@ DEFAULT_FLOW_SIZE = 256
 
 
 # ----------------------------------------------------------------------------- image helpers
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 or uint16 -> uint8 (16-bit is rounded, not truncated)."""
-    if rgb.dtype == np.uint8:
-        return rgb
-    if rgb.dtype == np.uint16:
-        return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    raise InputError(f"unsupported sample type {rgb.dtype}; expected 8- or 16-bit RGB")
 
 
 def short_side_shape(h: int, w: int, short: int) -> tuple[int, int]:

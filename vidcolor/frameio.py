@@ -128,6 +128,16 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.vidcolor-tmp{final.suffix}")
 
 
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 samples -> uint8 (16-bit is rounded, not truncated): how a 16-bit picture
+    is shown, judged and written to 8-bit files."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    if rgb.dtype == np.uint16:
+        return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    raise InputError(f"unsupported sample type {rgb.dtype}; expected 8- or 16-bit RGB")
+
+
 def write_frame(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
     """Write to a temporary name, fsync, then rename: a finished name is always a whole file."""
     import imageio.v3 as iio
@@ -137,9 +147,7 @@ def write_frame(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
     tmp = temp_path(path)
     try:
         if ext in (".jpg", ".jpeg"):
-            if img.dtype == np.uint16:  # JPEG has no 16-bit mode
-                img = (img.astype(np.uint32) * 255 + 32767) // 65535
-                img = img.astype(np.uint8)
+            img = to_uint8(img)  # JPEG has no 16-bit mode
             if img.shape[-1] == 4:  # nor alpha
                 img = img[..., :3]
             iio.imwrite(tmp, img, extension=ext, quality=95)

@@ -31,6 +31,7 @@ from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_PREVIEW_FRAMES, DEFAUL
 from .encode import EncodeOptions, plane_spec
 from .engine import OomGuard, engine_for, render_shape
 from .errors import VidcolorError
+from .frameio import to_uint8
 from .guide import DEFAULT_REACH, build_keyframes, parse_reference, plan_guides
 from .seek import FolderFrames, VideoFrames
 from .sheet import Layout, fit, render, tile_size, write_png
@@ -83,9 +84,7 @@ def display_rgb(picture: np.ndarray | yuvmod.Planes, yuv: yuvmod.YuvSpec | None)
     player (and PyAV's ``to_ndarray``) shows the encoded frame; 16-bit RGB is rounded to 8 bits."""
     if isinstance(picture, yuvmod.Planes):
         return yuvmod.to_frame(picture, yuv).to_ndarray(format="rgb24")
-    if picture.dtype == np.uint16:
-        return ((picture.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return picture
+    return to_uint8(picture)
 
 
 def grey_rgb(engine: OomGuard, image: np.ndarray, yuv: yuvmod.YuvSpec | None) -> np.ndarray:
