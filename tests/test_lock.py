@@ -15,6 +15,7 @@ import pytest
 
 from vidcolor.errors import write_failed
 from vidcolor.job import ChunkJob, VideoJob, job_dir
+from vidcolor.keyframes import AHEAD, HOLD_BLOCKS
 from vidcolor.lock import BATCH_LOCK, LOCK_NAME, JobBusy, JobLock
 
 from .conftest import cli, env, make_clip, run_cli
@@ -142,7 +143,8 @@ def test_a_lock_dies_with_its_process(tmp_path):
 def test_resume_after_kill9_with_its_lock_left(tmp_path, random_weights):
     """A real run killed with -9 leaves its lock file; the same command resumes past it."""
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    make_clip(src, n=96, w=96, h=64)
+    # long enough that the keyframe carrier emits frames before the clip's end, so the kill lands mid-run
+    make_clip(src, n=(HOLD_BLOCKS + 2) * AHEAD, w=96, h=64)
     cmd = cli("video", str(src), str(out), "--weights", str(random_weights), "--segment-frames", "8", *FAST)
     code = run_and_kill(cmd, video_progress(out), 8)
     if code == 0:
