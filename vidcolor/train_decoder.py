@@ -92,11 +92,11 @@ def pools(cfg: DecoderConfig) -> list[Pool]:
     Both are split by :func:`vidcolor.data.split`, so a shared photo's dev or train side never
     changes, and extra photos on the dev side are not trained on either."""
     data_dir = Path(cfg.data_dir)
-    shared = D.split(D.read_manifest(data_dir))[0]
-    out = [Pool(data_dir, shared, Path(cfg.out) / "cache")]
+    items = D.read_manifest(data_dir)
+    out = [Pool(data_dir, D.split(items)[0], Path(cfg.out) / "cache")]
     if cfg.extra_dir:
         extra_dir = Path(cfg.extra_dir)
-        known = {it.file for it in D.read_manifest(data_dir)}
+        known = {it.file for it in items}
         extra = [it for it in D.split(D.read_manifest(extra_dir))[0] if it.file not in known]
         out.append(Pool(extra_dir, extra, Path(cfg.out) / "cache" / "extra"))
     return out
@@ -184,8 +184,8 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         done = [[state.get("rows", len(pool_list[0].items))] + [0] * (cfg.variants - 1)] + \
             [[0] * cfg.variants for _ in pool_list[1:]]
     # a checkpoint from before a pool or variant was added: those join at its first checkpoint
-    done = [(list(done[p]) if p < len(done) else []) + [0] * cfg.variants for p in range(len(pool_list))]
-    done = [d[:cfg.variants] for d in done]
+    done = [((list(done[p]) if p < len(done) else []) + [0] * cfg.variants)[:cfg.variants]
+            for p in range(len(pool_list))]
     if sum(map(sum, done)) < min(len(pool_list[0].items), 64):
         raise RuntimeError(f"only {done} photos are cached under {pool_list[0].cache}; build the cache first")
     arrs = open_arrays(done)
