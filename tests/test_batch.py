@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from vidcolor.batch import Item, Row, exit_code, find_items, summary
-from vidcolor.keyframes import AHEAD, HOLD_BLOCKS
 from vidcolor.workers import Machine, plan_workers
 
 from .conftest import cli, env, frame_pattern, make_clip, read_video
-from .test_resume import run_and_kill, video_progress
+from .test_resume import N_LONG, run_and_kill, video_progress
 
 OPTS = ["--batch-size", "4", "--render-size", "64", "--segment-frames", "8"]
 
@@ -126,7 +125,7 @@ def test_batch_colours_skips_and_reports(archive, random_weights, tmp_path):
 def test_batch_resumes_an_unfinished_job_with_identical_frames(random_weights, tmp_path):
     src = tmp_path / "in" / "reel.mp4"
     src.parent.mkdir()
-    n = (HOLD_BLOCKS + 2) * AHEAD  # the keyframe carrier's look-ahead leaves a kill point mid-run
+    n = N_LONG  # the keyframe carrier's look-ahead leaves a kill point mid-run
     make_clip(src, n=n, w=96, h=64)
     ref = tmp_path / "ref.mp4"
     r = subprocess.run(cli("video", str(src), str(ref), "--weights", str(random_weights), "-q", *OPTS), env=env(),

@@ -15,11 +15,10 @@ import pytest
 
 from vidcolor.errors import write_failed
 from vidcolor.job import ChunkJob, VideoJob, job_dir
-from vidcolor.keyframes import AHEAD, HOLD_BLOCKS
 from vidcolor.lock import BATCH_LOCK, LOCK_NAME, JobBusy, JobLock
 
 from .conftest import cli, env, make_clip, run_cli
-from .test_resume import run_and_kill, video_progress
+from .test_resume import N_LONG, run_and_kill, video_progress
 
 FAST = ["--batch-size", "4", "--render-size", "64", "-q"]
 
@@ -144,7 +143,7 @@ def test_resume_after_kill9_with_its_lock_left(tmp_path, random_weights):
     """A real run killed with -9 leaves its lock file; the same command resumes past it."""
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     # long enough that the keyframe carrier emits frames before the clip's end, so the kill lands mid-run
-    make_clip(src, n=(HOLD_BLOCKS + 2) * AHEAD, w=96, h=64)
+    make_clip(src, n=N_LONG, w=96, h=64)
     cmd = cli("video", str(src), str(out), "--weights", str(random_weights), "--segment-frames", "8", *FAST)
     code = run_and_kill(cmd, video_progress(out), 8)
     if code == 0:
