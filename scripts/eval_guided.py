@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -21,11 +20,10 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the repository root: vidcolor without an install
 
-from vidcolor.frameio import write_frame  # noqa: E402
-from vidcolor.metrics import psnr  # noqa: E402
-from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
+from vidcolor.frameio import write_frame
+from vidcolor.metrics import psnr
+from vidcolor.pipeline import Settings, colorize_video
 
 
 def frames(path: Path) -> list[np.ndarray]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -50,16 +49,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: vidcolor and tests.clips
-from vidcolor import flow as fl, pipeline  # noqa: E402
-from vidcolor.color import rgb_to_lab  # noqa: E402
-from vidcolor.temporal_metrics import flow_pair, sample_at_flow  # noqa: E402
-from vidcolor.metrics import psnr  # noqa: E402
-from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
-from vidcolor.settings import DEFAULT_WINDOW  # noqa: E402
-from vidcolor.temporal import Smoother  # noqa: E402
-from tests.clips import write_rgb_video  # noqa: E402
-from vidcolor.encode import EncodeOptions  # noqa: E402
+from vidcolor import flow as fl, pipeline
+from vidcolor.color import rgb_to_lab
+from vidcolor.temporal_metrics import flow_pair, sample_at_flow
+from vidcolor.metrics import psnr
+from vidcolor.pipeline import Settings, colorize_video
+from vidcolor.settings import DEFAULT_WINDOW
+from vidcolor.temporal import Smoother
+from vidcolor.testclips import write_rgb_video
+from vidcolor.encode import EncodeOptions
 
 EVAL_SHORT = 256
 nan = float("nan")

@@ -44,10 +44,10 @@ import av
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the repository root: vidcolor and tests.clips, without an install
+sys.path.insert(0, str(REPO))  # the repository root: the fuzzer reuses the test matrix, tests.realinput
 
 from tests import realinput  # noqa: E402
-from tests.clips import write_rgb_video  # noqa: E402
+from vidcolor.testclips import write_rgb_video  # noqa: E402
 from vidcolor.videoio import ONE_PER_PACKET  # noqa: E402
 
 DOCUMENTED = {0, 1, 2, 4}  # 3 (job mismatch) and 130 (interrupted) cannot happen here

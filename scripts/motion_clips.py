@@ -28,9 +28,8 @@ import av
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: vidcolor and tests.clips
-from vidcolor.data import is_dev  # noqa: E402
-from tests.clips import write_rgb_video  # noqa: E402
+from vidcolor.data import is_dev
+from vidcolor.testclips import write_rgb_video
 
 W, H = 448, 256  # 16:9-ish, a multiple of 8, short side = the default render size
 FPS = 24

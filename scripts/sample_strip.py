@@ -20,9 +20,8 @@ import numpy as np
 from skimage import io
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the repository root: vidcolor without an install
-from vidcolor.evaluate import resize_rgb  # noqa: E402
-from vidcolor.pipeline import Settings, colorize_video  # noqa: E402
+from vidcolor.evaluate import resize_rgb
+from vidcolor.pipeline import Settings, colorize_video
 
 
 def frames_of(path: Path, picks: list[int]) -> list[np.ndarray]:

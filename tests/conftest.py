@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from .clips import TONE_RATE, write_tone
+from vidcolor.testclips import TONE_RATE, write_tone
 from vidcolor.model import build_model, default_config
 
 REPO = Path(__file__).resolve().parent.parent

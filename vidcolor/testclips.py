@@ -1,7 +1,8 @@
 """Clips made from known frames, for the tests and for the scripts that build test and evaluation clips
 (``scripts/fuzz.py``, ``bench.py``, ``eval_temporal.py``, ``motion_clips.py``, ``build_real_clips.py``).
 
-Not library code: vidcolor itself writes colour video only through :class:`vidcolor.encode.SegmentWriter`.
+Not used by colouring: vidcolor writes colour video only through :class:`vidcolor.encode.SegmentWriter`.
+It lives in the package so that scripts and tests import it alike, without path tricks.
 """
 from __future__ import annotations
 
