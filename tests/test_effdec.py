@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_spectral_greys():
 def _tiny_data(tmp_path, n=6, source="synth"):
     from skimage import io
 
-    (tmp_path / "train").mkdir(parents=True)
+    (tmp_path / "train").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n):
@@ -160,6 +161,23 @@ def test_training_joins_an_extra_pool_at_a_checkpoint(tmp_path, capsys):
     assert state["step"] == 4 and state["done"][1] == [extra_train] and extra_train > 0
     assert done_count(tmp_path / "run" / "cache" / "extra", 0) == extra_train
     assert "sampling from" in capsys.readouterr().out
+
+
+def test_a_cache_built_for_other_photos_is_refused_and_rebuilt(tmp_path):
+    """Photos added to the extra folder reorder its cache: the old cache is refused, never read as if
+    its rows were the new photos'; once deleted, the run resumes and the pool rejoins as it is rebuilt."""
+    _tiny_data(tmp_path / "data")
+    _tiny_data(tmp_path / "extra", n=4, source="ground")
+    common = dict(data_dir=str(tmp_path / "data"), out=str(tmp_path / "run"), size=64, variants=1, batch=4,
+                  eval_every=10_000, pretrained=False, warmup=2, max_steps=20, extra_dir=str(tmp_path / "extra"))
+    train_decoder(DecoderConfig(**common), steps=2, progress=False)
+    _tiny_data(tmp_path / "extra", n=9, source="ground")  # the folder now lists more photos
+    with pytest.raises(RuntimeError, match="built for another photo list"):
+        train_decoder(DecoderConfig(**common), steps=2, progress=False)
+    shutil.rmtree(tmp_path / "run" / "cache" / "extra")
+    ckpt = train_decoder(DecoderConfig(**common), steps=2, progress=False)
+    extra_train = len(D.split(D.read_manifest(tmp_path / "extra"))[0])
+    assert torch.load(ckpt, weights_only=True)["done"][1] == [extra_train] and extra_train > 2
 
 
 def test_phase_two_trains_the_top_encoder_blocks_and_resumes(tmp_path):

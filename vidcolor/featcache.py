@@ -11,11 +11,14 @@ Photos are cached in a fixed shuffled order (:func:`cache_order`), so that a cac
 built holds a fair sample of every source, and training can start on what is done.
 
 Layout of ``DIR/v{variant}/``: ``f0..f3.npy`` (float16, the four encoder taps), ``ab.npy``
-(int8, ab at stride 4), ``done.json`` (how many photos are written). Building is resumable: it
-writes in chunks and ``done.json`` is replaced only after a chunk is flushed.
+(int8, ab at stride 4), ``done.json`` (how many photos are written, and a key of the photo list they
+were written for). Building is resumable: it writes in chunks and ``done.json`` is replaced only
+after a chunk is flushed. A cache built for another photo list is refused, never read: its rows
+would be other photos' features.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -60,21 +63,35 @@ def open_variant(root: Path, variant: int, n: int, size: int, mode: str = "r") -
             for k, shape in shapes.items()}
 
 
-def done_count(root: Path, variant: int) -> int:
+def items_key(files: list[str]) -> str:
+    """A short key of the photo list a cache is built for (file names, in list order)."""
+    return hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
+
+
+def done_count(root: Path, variant: int, n: int | None = None, key: str | None = None) -> int:
+    """How many rows of variant ``variant`` are written; with ``n``/``key``, first check that the
+    cache was built for a list of ``n`` photos with that key (caches from before keys: ``n`` only)."""
     p = root / f"v{variant}" / "done.json"
-    return json.loads(p.read_text())["done"] if p.exists() else 0
+    if not p.exists():
+        return 0
+    meta = json.loads(p.read_text())
+    if (n is not None and meta.get("n", n) != n) or (key is not None and meta.get("items", key) != key):
+        raise RuntimeError(f"the feature cache {p.parent} was built for another photo list "
+                           f"({meta.get('n')} photos, not {n}); delete that folder to rebuild it")
+    return meta["done"]
 
 
 @torch.no_grad()
 def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant: int, size: int = 192,
-                  seed: int = 77, batch: int = 16, progress: bool = True) -> None:
-    """Write (or finish writing) variant ``variant`` of the feature cache for ``images``."""
+                  seed: int = 77, batch: int = 16, progress: bool = True, key: str | None = None) -> None:
+    """Write (or finish writing) variant ``variant`` of the feature cache for ``images`` (whose
+    list has the :func:`items_key` ``key``, if given)."""
     from tqdm import tqdm
 
     d = root / f"v{variant}"
     d.mkdir(parents=True, exist_ok=True)
     n = len(images)
-    start = done_count(root, variant)
+    start = done_count(root, variant, n, key)
     arrs = open_variant(root, variant, n, size, mode="r+" if start else "w+")
     order = cache_order(n, seed)
     net.eval()
@@ -99,6 +116,7 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
         for a in arrs.values():
             a.flush()
         tmp = d / "done.json.tmp"
-        tmp.write_text(json.dumps({"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed}))
+        tmp.write_text(json.dumps({"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed,
+                                   **({"items": key} if key else {})}))
         os.replace(tmp, d / "done.json")
     bar.close()

@@ -22,7 +22,7 @@ import torch
 from . import data as D
 from .color import AB_SCALE
 from .effnet import TAPS, EffDecNet, load_pretrained_encoder, pool_hints
-from .featcache import build_variant, cache_order, done_count, open_variant
+from .featcache import build_variant, cache_order, done_count, items_key, open_variant
 from .model import build_model, default_config
 from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
 
@@ -83,7 +83,12 @@ class Pool:
     cache: Path
 
     def done(self, variant: int) -> int:
-        return done_count(self.cache, variant)
+        """Rows of ``variant`` cached so far; raises if the cache holds another photo list."""
+        return done_count(self.cache, variant, len(self.items), self.key)
+
+    @property
+    def key(self) -> str:
+        return items_key([it.file for it in self.items])
 
 
 def pools(cfg: DecoderConfig) -> list[Pool]:
@@ -114,7 +119,7 @@ def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None
                 load_pretrained_encoder(net)
         images = D.load_images(pool.data_dir, pool.items, progress)
         for v in todo:
-            build_variant(net, images, pool.cache, v, cfg.size, progress=progress)
+            build_variant(net, images, pool.cache, v, cfg.size, progress=progress, key=pool.key)
 
 
 def sample_space(pool_list: list[Pool], done: list[list[int]], damp: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -178,8 +183,8 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
 
     if state is None:
         done = cached()
-    elif "done" in state:
-        done = state["done"]
+    elif "done" in state:  # never more than is cached now: a rebuilt pool joins as it grows again
+        done = [[min(d, c) for d, c in zip(dp, cp)] for dp, cp in zip(state["done"], cached())]
     else:  # a checkpoint from before pools: its first `rows` photos of variant 0
         done = [[state.get("rows", len(pool_list[0].items))] + [0] * (cfg.variants - 1)] + \
             [[0] * cfg.variants for _ in pool_list[1:]]
