@@ -30,8 +30,19 @@ Looked at and left out (drawn, rendered or sci-fi, not photographs): Red Eclipse
 textures (Terragen renders and procedural tiles), Nexuiz and OpenArena textures (grimy game
 art), Colobot's, Extreme Tux Racer's skyboxes (renders), FlightGear's Sky, Runway and Trees
 folders (transparent cloud sprites, drawn runway markings), the Sweet Home 3D furniture
-libraries (mostly UV atlases of models). No photographed sky in a free package was found
-apart from Sweet Home 3D's one.
+libraries (mostly UV atlases of models).
+
+Flat mown meadows seen from the ground were still coloured like water (2026-12-07), and all the
+sources above look down on the ground, so these add photographs taken at eye level:
+
+- ``torcsbg``: the horizon panoramas behind TORCS's tracks (valleys, meadows, mountains, skies;
+  Debian ``torcs-data``, GPL-2+). Rendered ones (drawn clouds, fractal hills, the snow and night
+  panoramas) are left out by track; copies shared between tracks are caught by the dedup.
+- ``tuxpaint``: Tux Paint's photographic templates (a meadow with sheep, cliffs, waves, forest
+  seen from below, bark, moss, a lighthouse; Debian ``tuxpaint-data``, GPL-2+).
+
+Panoramas wider than 2:1 are cut into equal tiles no wider than 2:1 before resizing, so a photo
+keeps 256 px of height instead of shrinking to a 256 px strip.
 
 Each package is fetched with ``apt-get download`` (never installed). An image is kept when it
 is opaque, at least 256 px on its short side, not a normal map or a mask (by name, and by its
@@ -58,12 +69,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import dedup
-from build_test_split import FIELDS, chroma, download_deb, parser, prepare, save_photo, write_csv
+from vidcolor import datasources as ds
+from vidcolor.datasources import FIELDS, chroma, download_deb, parser, prepare, save_photo, write_csv
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "extra_data_manifest.csv"
-SKIP_NAME = re.compile(r"(mask|overlay|relief|light|norm|spec|structure|noise|perlin|_n$|_ao$|alpha)", re.I)
+SKIP_NAME = re.compile(r"(mask|overlay|relief|light(?!house)|norm|spec|structure|noise|perlin|_n$|_ao$|alpha)", re.I)
 
 # (tag, package=version, member pattern, zip inside the package or None, licence). A licence with
 # "{}" is looked up per file in the package's machine-readable copyright file (``dep5_licence``).
@@ -92,6 +103,12 @@ SOURCES = [
     ("ufoainature", UFOAI,
      re.compile(r"textures/tex_nature/(?![^/]*(_way|dirt_se|icefloor|water))[^/]*(?<!_nm)\.(png|jpg)$"),
      UFOAI_PK3, UFOAI_LICENCE),
+    ("torcsbg", "torcs-data=1.3.7+dfsg-5", re.compile(
+        r"usr/share/games/torcs/tracks/(dirt/dirt-[23]|oval/([b-g]-speedway|michigan)|road/(aalborg|alpine-1"
+        r"|brondehach|corkscrew|e-track-[1-4]|eroad|forza|g-track-[1-3]|ole-road-1|ruudskogen|spring|street-1"
+        r"|wheel-[12]))/background\.png$"), None, "GPL-2+ (TORCS)"),
+    ("tuxpaint", "tuxpaint-data=1:0.9.28-sdl2-1", re.compile(r"usr/share/tuxpaint/templates/[^/]+\.jpg$"),
+     None, "GPL-2+ (Tux Paint)"),
 ]
 
 
@@ -169,6 +186,13 @@ def usable(data: bytes, path: str) -> tuple[Image.Image | None, str]:
     return rgb, ""
 
 
+def tiles(img: Image.Image) -> list[Image.Image]:
+    """``img`` cut across into the fewest equal tiles no wider than 2:1 (itself when it is)."""
+    w, h = img.size
+    n = -(-w // (2 * h))
+    return [img] if n <= 1 else [img.crop((w * i // n, 0, w * (i + 1) // n, h)) for i in range(n)]
+
+
 def link_shared(shared: Path, out: Path) -> list[dict]:
     """OUT/train/* -> the shared photos (links, never copies); returns the shared manifest rows."""
     (out / "train").mkdir(parents=True, exist_ok=True)
@@ -189,11 +213,11 @@ def main() -> None:
     a.cache.mkdir(parents=True, exist_ok=True)
     if not (a.test_dir / "train").is_dir():
         raise SystemExit(f"no test split at {a.test_dir}: run scripts/build_test_split.py --out {a.test_dir}")
-    held, train, test = dedup.held_out_index(a.heldout_cache), dedup.train_index(a.data_dir), \
-        dedup.train_index(a.test_dir)
+    held, train, test = ds.held_out_index(a.heldout_cache), ds.train_index(a.data_dir), \
+        ds.train_index(a.test_dir)
     print(f"dedup against {len(held.names)} held-out, {len(train.names)} training, {len(test.names)} test images")
     shared_rows = link_shared(a.data_dir, a.out)
-    kept, rows, skipped = dedup.Index(), [], {}
+    kept, rows, skipped = ds.Index(), [], {}
     for tag, spec, pattern, inner, licence in SOURCES:
         deb = download_deb(spec, a.cache)
         for path, data in members(deb, pattern, inner, a.cache):
@@ -201,20 +225,23 @@ def main() -> None:
             if img is None:
                 skipped[why.split(" (")[0]] = skipped.get(why.split(" (")[0], 0) + 1
                 continue
-            img = prepare(img)
-            h = dedup.hashes(img)
-            hit = held.match(h) or train.match(h) or test.match(h) or kept.match(h)
-            if hit:
-                print(f"skip {tag}:{path}: duplicate of {hit}")
-                skipped["duplicate"] = skipped.get("duplicate", 0) + 1
-                continue
-            name = f"{tag}__{Path(path).parent.name}_{Path(path).stem}".replace(".", "_") + ".jpg"
-            if (a.out / "train" / name).exists() and name in kept.names:
-                raise SystemExit(f"two sources would both be {name}")
-            kept.add(h, name)
-            lic = licence.format(dep5_licence(deb, path)) if "{}" in licence else licence
-            rows.append(save_photo(img, a.out / "train" / name, source=tag, package=spec, path=path,
-                                   licence=lic))
+            parts = tiles(img)
+            for t, part in enumerate(parts):
+                part = prepare(part)
+                h = ds.hashes(part)
+                hit = held.match(h) or train.match(h) or test.match(h) or kept.match(h)
+                if hit:
+                    print(f"skip {tag}:{path}: duplicate of {hit}")
+                    skipped["duplicate"] = skipped.get("duplicate", 0) + 1
+                    continue
+                stem = f"{tag}__{Path(path).parent.name}_{Path(path).stem}" + (f"_t{t}" if len(parts) > 1 else "")
+                name = stem.replace(".", "_") + ".jpg"
+                if (a.out / "train" / name).exists() and name in kept.names:
+                    raise SystemExit(f"two sources would both be {name}")
+                kept.add(h, name)
+                lic = licence.format(dep5_licence(deb, path)) if "{}" in licence else licence
+                rows.append(save_photo(part, a.out / "train" / name, source=tag, package=spec, path=path,
+                                       licence=lic))
     write_csv(MANIFEST, FIELDS, rows)
     write_csv(a.out / "train_manifest.csv", ["file", "source"],
               ({"file": r["file"], "source": r["source"]} for r in shared_rows + rows))
