@@ -15,11 +15,15 @@ from .conftest import SHIPPED, frame_pattern, make_clip, read_video, write_pictu
 
 
 def test_plan_chunks_are_segment_aligned_and_cover_the_film():
-    assert plan_chunks(100, 8, 16) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, None)]
-    assert plan_chunks(100, 8, 20) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, None)]
-    assert plan_chunks(16, 8, 16) == [(0, None)]  # one chunk's worth: not split
-    assert plan_chunks(0, 8, 16) == [(0, None)]   # unknown length: not split
-    assert plan_chunks(100, 8, 1) == [(k, k + 1) for k in range(12)] + [(12, None)]
+    def ranges(chunks):
+        assert all(c.carrier_from is None for c in chunks)  # placed later, by place_chunks
+        return [(c.first, c.stop) for c in chunks]
+
+    assert ranges(plan_chunks(100, 8, 16)) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, None)]
+    assert ranges(plan_chunks(100, 8, 20)) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, None)]
+    assert ranges(plan_chunks(16, 8, 16)) == [(0, None)]  # one chunk's worth: not split
+    assert ranges(plan_chunks(0, 8, 16)) == [(0, None)]   # unknown length: not split
+    assert ranges(plan_chunks(100, 8, 1)) == [(k, k + 1) for k in range(12)] + [(12, None)]
 
 
 @pytest.fixture(scope="module")

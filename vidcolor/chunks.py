@@ -24,15 +24,14 @@ import av
 
 from . import videoio
 from .cuts import find_cuts, place_chunks
-from .job import JOB_MANIFEST, job_dir, merge_chunks
+from .job import JOB_MANIFEST, Chunk, job_dir, merge_chunks
 from .keyframes import WARM
 from .lock import LOCK_NAME, JobLock
 from .pipeline import Result, colorize_video
 from .settings import DEFAULT_CHUNK, RunOptions
 from .stream import segment_length
 
-# (first segment, stop segment or None, [the frame the keyframe carrier starts from])
-Chunk = tuple  # tuple[int, int | None] | tuple[int, int | None, int]
+__all__ = ["Chunk", "VideoTask", "chunks_for", "colorize_chunked", "join", "plan_chunks", "prepare"]
 
 
 @dataclass
@@ -61,8 +60,8 @@ def plan_chunks(frames: int, seg_len: int, chunk_frames: int) -> list[Chunk]:
     segments = -(-max(frames, 0) // seg_len)
     firsts = list(range(0, segments, per))
     if len(firsts) < 2:
-        return [(0, None)]
-    return [(a, b) for a, b in zip(firsts, firsts[1:])] + [(firsts[-1], None)]
+        return [Chunk(0, None)]
+    return [Chunk(a, b) for a, b in zip(firsts, firsts[1:])] + [Chunk(firsts[-1], None)]
 
 
 def chunks_for(task: VideoTask, chunk_frames: int) -> list[Chunk]:

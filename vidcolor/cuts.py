@@ -21,6 +21,7 @@ import av
 import torch
 
 from . import flow as fl
+from .job import Chunk
 
 SHORT_SIDE = 128  # the carrier's cues are taken at half render size: 128 pixels at the default 256
 
@@ -51,21 +52,20 @@ def find_cuts(path: Path, threshold: float, short_side: int = SHORT_SIDE) -> lis
     return cuts
 
 
-def place_chunks(chunks: list[tuple[int, int | None]], seg_len: int, cuts: list[int], warm: int
-                 ) -> list[tuple[int, int | None, int]]:
+def place_chunks(chunks: list[Chunk], seg_len: int, cuts: list[int], warm: int) -> list[Chunk]:
     """Move each boundary between ``chunks`` (segment ranges) to the segment boundary within half a
     chunk of it whose frame follows a cut most closely, and give each chunk the frame its carrier
     starts from: that cut if it lies within ``warm`` frames before the chunk, else ``warm`` frames
-    before it. Returns (first, stop, carrier start) per chunk."""
+    before it. Returns each chunk with its carrier start."""
     if len(chunks) < 2:
-        return [(a, b, 0) for a, b in chunks]
+        return [Chunk(c[0], c[1], 0) for c in chunks]
     per = max(chunks[1][0] - chunks[0][0], 1)
     firsts = [0]
-    for a, _ in chunks[1:]:
+    for a, *_ in chunks[1:]:
         options = [k for k in range(a - per // 2, a + per // 2 + 1) if k > firsts[-1]]
         firsts.append(min(options, key=lambda k: _score(k, a, seg_len, cuts, warm)))
     stops: list[int | None] = [*firsts[1:], None]
-    return [(a, b, a * seg_len - _warm_needed(a * seg_len, cuts, warm)) for a, b in zip(firsts, stops)]
+    return [Chunk(a, b, a * seg_len - _warm_needed(a * seg_len, cuts, warm)) for a, b in zip(firsts, stops)]
 
 
 def _score(k: int, planned: int, seg_len: int, cuts: list[int], warm: int) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -295,6 +295,15 @@ def clear_finished_leftover(output: Path) -> dict[str, Any] | None:
     return state
 
 
+class Chunk(NamedTuple):
+    """Segments ``first`` to ``stop - 1`` of one video job (``stop`` None: to the end of the film), and
+    the frame its keyframe carrier starts from (None: ``keyframes.WARM`` frames before the chunk)."""
+
+    first: int
+    stop: int | None
+    carrier_from: int | None = None
+
+
 class ChunkJob(VideoJob):
     """Segments ``first`` to ``stop - 1`` (``stop`` None: to the end) of a video job, done by one worker.
 
@@ -305,7 +314,7 @@ class ChunkJob(VideoJob):
 
     def __init__(self, output: Path, spec: dict[str, Any], first: int, stop: int | None, carried: bool = False):
         self.first, self.stop = first, stop
-        super().__init__(output, spec, manifest=chunk_manifest_name((first, stop)), carried=carried)
+        super().__init__(output, spec, manifest=chunk_manifest_name(first, stop), carried=carried)
 
     def _lock(self, output: Path, manifest: str) -> list[JobLock]:
         """The reel's lock shared (chunks of one reel run side by side), and this chunk's own exclusive."""
@@ -325,12 +334,12 @@ class ChunkJob(VideoJob):
         return own + [self.manifest_path.with_name(self.manifest_path.name + ".tmp")]
 
 
-def chunk_manifest_name(chunk: tuple[int, int | None]) -> str:
+def chunk_manifest_name(first: int, stop: int | None) -> str:
     """Named by the whole range, so a batch re-run with other chunk sizes never mistakes an old chunk's."""
-    return f"chunk_{chunk[0]:06d}_{'end' if chunk[1] is None else f'{chunk[1]:06d}'}.json"
+    return f"chunk_{first:06d}_{'end' if stop is None else f'{stop:06d}'}.json"
 
 
-def merge_chunks(output: Path, chunks: list[tuple[int, int | None]]) -> None:
+def merge_chunks(output: Path, chunks: list[Chunk]) -> None:
     """Write the manifest of ``output``'s job from its finished ``chunks`` (segment ranges).
 
     The result is the manifest one uninterrupted run would have left before
@@ -340,8 +349,8 @@ def merge_chunks(output: Path, chunks: list[tuple[int, int | None]]) -> None:
     """
     d = job_dir(output)
     states = []
-    for chunk in sorted(chunks, key=lambda c: c[0]):
-        path = d / chunk_manifest_name(chunk)
+    for chunk in sorted((Chunk(*c) for c in chunks), key=lambda c: c.first):
+        path = d / chunk_manifest_name(chunk.first, chunk.stop)
         try:
             states.append(json.loads(path.read_text()))
         except (OSError, ValueError):

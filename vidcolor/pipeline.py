@@ -28,7 +28,7 @@ from .engine import Engine, engine_for, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted, write_failed
 from .guide import build_keyframes, guide_spec, plan_guides
 from .keyframes import RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
-from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, ChunkJob, Job, VideoJob, clear_finished_leftover,
+from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, Chunk, ChunkJob, Job, VideoJob, clear_finished_leftover,
                   describe_difference, file_identity, folder_identity, folder_state, folder_states, job_dir,
                   write_folder_state)
 from .lock import LOCK_NAME, JobLock, ensure_free, released_on_return
@@ -135,14 +135,15 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                    encode: EncodeOptions | None = None, overwrite: bool = False, restart: bool = False,
                    segment_frames: int = DEFAULT_SEGMENT, progress: bool = True,
                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-                   deinterlace: bool = False, chunk: tuple | None = None,
+                   deinterlace: bool = False, chunk: Chunk | tuple | None = None,
                    yuv_planes: bool = True) -> Result:
     """Colorize the video ``input`` into ``output``, resuming an interrupted job for the same command.
 
-    ``chunk=(first, stop[, carrier_from])`` only computes segments ``first`` to ``stop - 1``
-    (``stop`` None: to the end) into the job folder and writes no ``output``, with the keyframe
-    carrier started afresh at frame ``carrier_from`` (default ``keyframes.WARM`` frames before the
-    chunk); :mod:`vidcolor.chunks` runs chunks on many workers and joins them.
+    ``chunk`` (a :class:`vidcolor.job.Chunk`, or a tuple ``(first, stop[, carrier_from])``) only
+    computes segments ``first`` to ``stop - 1`` (``stop`` None: to the end) into the job folder and
+    writes no ``output``, with the keyframe carrier started afresh at frame ``carrier_from`` (None:
+    ``keyframes.WARM`` frames before the chunk); :mod:`vidcolor.chunks` runs chunks on many workers
+    and joins them.
 
     The output keeps the input's frame count, pts, time_base, size, sample
     aspect ratio, bit depth (where the codec allows) and display matrix
@@ -155,6 +156,7 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
     rule for when that still succeeds, and ``Result.warnings`` what was met.
     """
     src, dest = Path(input), Path(output)
+    chunk = Chunk(*chunk) if chunk is not None else None
     settings = settings or Settings()
     encode = encode or EncodeOptions()
     fmt = videoio.output_format(dest)
@@ -179,8 +181,8 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
         return Result(frames=int(leftover.get("total_frames") or 0))
     carried = settings.keyframes != "off"  # the keyframe carrier's state goes on from segment to segment
     job = (VideoJob(dest, spec, restart=restart, carried=carried) if chunk is None
-           else ChunkJob(dest, spec, chunk[0], chunk[1], carried=carried))
-    start = max(job.frames_done, chunk[0] * seg_len if chunk else 0)
+           else ChunkJob(dest, spec, chunk.first, chunk.stop, carried=carried))
+    start = max(job.frames_done, chunk.first * seg_len if chunk else 0)
     res = Result(resumed_at=job.frames_done)  # a chunk that starts later is not a resume
     t0 = time.time()
     if job.resumed:
@@ -191,12 +193,13 @@ def colorize_video(input: str | Path, output: str | Path, settings: Settings | N
                                                                         deinterlace=deinterlace, yuv=yuv)), yuv=yuv)
         saved = job.carried_state()
         # a chunk cannot wait for the state of the chunk before it: its carrier starts WARM frames early
+        fresh_from = 0 if chunk is None else start - CARRIER_WARM if chunk.carrier_from is None else chunk.carrier_from
+        stop = chunk.stop * seg_len if chunk is not None and chunk.stop is not None else None
         stages = build_stages(settings, smoother, settings.batch_size, start, seg_len, guides,
                               (start, CarriedState.from_arrays(saved)) if saved is not None else None,
-                              fresh_from=0 if chunk is None else chunk[2] if len(chunk) > 2 else start - CARRIER_WARM)
+                              fresh_from=fresh_from)
         _encode_segments(src, info, engine, stages, settings, encode, job, seg_len, progress, res,
-                         guides, deinterlace, yuv, stop=chunk[1] * seg_len if chunk and chunk[1] is not None else None,
-                         container=container)
+                         guides, deinterlace, yuv, stop=stop, container=container)
     if chunk is not None:
         job.release()  # the join, in this process or another, takes the whole job next
         res.frames, res.seconds, res.warnings = job.frames_done - start, time.time() - t0, engine.warnings
