@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--resume-from", type=Path, default=None,
                    help="a training checkpoint (e.g. weights/effdec-train.pt) to continue when OUT has none")
     p.add_argument("--variants", type=int, default=DecoderConfig.variants,
-                   help="feature-cache passes for a new run (even: plain, odd: mirrored; each with its own film greys)")
+                   help="feature-cache passes (even: plain, odd: mirrored, from 2 on: zoomed in up to 2x; each with its own film greys)")
     p.add_argument("--unfreeze-from", type=int, default=0, metavar="BLOCK",
                    help="also train the encoder from this block on (11: its last two stages; 0: frozen)")
     p.add_argument("--encoder-lr", type=float, default=DecoderConfig.encoder_lr,

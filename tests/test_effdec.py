@@ -103,6 +103,23 @@ def test_feature_cache_is_deterministic_and_complete(tmp_path):
     assert np.abs(a["ab"]).max() > 20  # the blue band's truth is stored
 
 
+def test_zoomed_variants_show_a_closer_view():
+    """From variant 2 on a crop is a zoomed-in part of the photo: a checkerboard's squares come out
+    larger (fewer edges per row) than in the whole-photo crops, and never smaller."""
+    from vidcolor.featcache import _square
+
+    board = np.kron((np.indices((12, 16)).sum(0) % 2), np.ones((8, 8))).astype(np.uint8) * 255
+    rgb = np.stack([board] * 3, -1)
+
+    def edges(t):
+        row = t[0].numpy() > 0.5
+        return int((row[:, 1:] != row[:, :-1]).sum())
+
+    whole = [edges(_square(rgb, 48, np.random.default_rng(k), flip=False)) for k in range(8)]
+    zoomed = [edges(_square(rgb, 48, np.random.default_rng(k), flip=False, zoom=True)) for k in range(8)]
+    assert max(zoomed) <= max(whole) and np.mean(zoomed) < 0.85 * np.mean(whole)
+
+
 def test_decoder_training_resumes_to_the_same_weights(tmp_path):
     _tiny_data(tmp_path / "data")
     common = dict(data_dir=str(tmp_path / "data"), size=64, variants=1, batch=4, eval_every=10_000,

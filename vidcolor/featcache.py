@@ -3,7 +3,8 @@
 The encoder is frozen while the decoder learns, so its features of a training photo never
 change. Computing them once (one pass of Lite0 per photo and variant) and training the decoder
 on the stored features makes a training step cost only the decoder. Each *variant* is one pass
-over the training photos with its own random square crop, mirror (odd variants) and film grey:
+over the training photos with its own random square crop, mirror (odd variants), zoom (variants
+from 2 on: a closer view, see ``ZOOM``) and film grey:
 a spectral response drawn per photo (:func:`vidcolor.film.spectral_l`) and, on half of them,
 film damage (:func:`vidcolor.film.degrade_l`). The truth is the photo's own ab at stride 4.
 
@@ -35,11 +36,18 @@ from .film import degrade_l, spectral_l
 CHUNK = 256
 
 
-def _square(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool) -> torch.Tensor:
-    """A random size x size crop of the photo scaled so its short side is ``size``: (3, S, S) in [0, 1]."""
+# Variants from 2 on crop a zoomed-in part: the photo is scaled so its short side is size x U(1, ZOOM).
+# The first two see every photo whole; users' frames are often closer views (a meadow that fills the
+# picture, a wall), whose texture then looks coarser than any whole photo showed the net.
+ZOOM = 2.0
+
+
+def _square(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool, zoom: bool = False) -> torch.Tensor:
+    """A random size x size crop of the photo scaled so its short side is ``size`` (with ``zoom``,
+    ``size`` times a random factor up to ``ZOOM``): (3, S, S) in [0, 1]."""
     t = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)[None]
     h, w = img.shape[:2]
-    s = size / min(h, w)
+    s = size / min(h, w) * (float(rng.uniform(1.0, ZOOM)) if zoom else 1.0)
     nh, nw = max(size, round(h * s)), max(size, round(w * s))
     t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
     y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
@@ -102,7 +110,7 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
             rgb, L = [], []
             for i in idx:
                 rng = np.random.default_rng([seed, variant, i])  # per row: a rebuilt chunk is the same
-                t = _square(images[order[i]], size, rng, flip=variant % 2 == 1)[None]
+                t = _square(images[order[i]], size, rng, flip=variant % 2 == 1, zoom=variant >= 2)[None]
                 rgb.append(t)
                 L.append(degrade_l(spectral_l(t, rng), rng, p=0.5))
             rgb_t, L_t = torch.cat(rgb), torch.cat(L)

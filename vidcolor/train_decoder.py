@@ -35,7 +35,7 @@ class DecoderConfig:
     # not in data_dir form a second pool, cached under OUT/cache/extra. "" = none.
     extra_dir: str = ""
     size: int = 192  # side of the cached square crops
-    variants: int = 1  # cache passes: even ones plain, odd ones mirrored, each with its own film greys
+    variants: int = 1  # cache passes: even ones plain, odd ones mirrored, from 2 on zoomed in; own film greys
     batch: int = 32
     lr: float = 1e-3
     min_lr: float = 5e-5
