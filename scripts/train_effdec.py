@@ -39,7 +39,10 @@ def main() -> None:
     p.add_argument("--resume-from", type=Path, default=None,
                    help="a training checkpoint (e.g. weights/effdec-train.pt) to continue when OUT has none")
     p.add_argument("--variants", type=int, default=DecoderConfig.variants,
-                   help="feature-cache passes (even: plain, odd: mirrored, from 2 on: zoomed in up to 2x; each with its own film greys)")
+                   help="feature-cache passes (even: plain, odd: mirrored, from 2 on: zoomed in up to 2x; "
+                        "each with its own film greys)")
+    p.add_argument("--luminance-greys", action="store_true",
+                   help="cache greys that are the photos' own luminance, never a film stock's (use a new --out)")
     p.add_argument("--unfreeze-from", type=int, default=0, metavar="BLOCK",
                    help="also train the encoder from this block on (11: its last two stages; 0: frozen)")
     p.add_argument("--encoder-lr", type=float, default=DecoderConfig.encoder_lr,
@@ -50,7 +53,7 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     cfg = DecoderConfig(data_dir=a.data_dir, out=a.out, threads=a.threads, max_steps=a.max_steps,
-                        rebalance=a.rebalance, variants=a.variants,
+                        rebalance=a.rebalance, variants=a.variants, stock_greys=not a.luminance_greys,
                         extra_dir=a.extra_dir, unfreeze_from=a.unfreeze_from, encoder_lr=a.encoder_lr)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():

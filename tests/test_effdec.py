@@ -103,6 +103,31 @@ def test_feature_cache_is_deterministic_and_complete(tmp_path):
     assert np.abs(a["ab"]).max() > 20  # the blue band's truth is stored
 
 
+def test_luminance_grey_cache_is_the_photos_own_l_and_is_kept_apart(tmp_path):
+    """With stock_greys False every cached grey is the photo's luminance: a red photo and a grey one of
+    the same luminance give the same features, where film stocks (orthochromatic: red near black) tell
+    them apart. A cache of one kind of grey refuses to be finished as the other."""
+    from skimage.color import lab2rgb, rgb2lab
+
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 220
+    L = rgb2lab(red[:1, :1] / 255.0)[0, 0, 0]
+    twin = np.broadcast_to((lab2rgb(np.array([[[L, 0.0, 0.0]]])) * 255 + 0.5).astype(np.uint8), red.shape).copy()
+    m = _net()
+
+    def features(images, name, **kw):
+        build_variant(m.net, images, tmp_path / name, 0, size=64, batch=4, progress=False, **kw)
+        return open_variant(tmp_path / name, 0, len(images), 64)["f0"].astype(np.float32)
+
+    lum_gap = np.abs(features([red] * 8, "lr", stock_greys=False) - features([twin] * 8, "lt", stock_greys=False))
+    stock_gap = np.abs(features([red] * 8, "sr") - features([twin] * 8, "st"))
+    assert stock_gap.max() > 20 * lum_gap.max()  # the untrained test net's features are small: compare, not absolute
+    done = tmp_path / "lr" / "v0" / "done.json"
+    done.write_text(done.read_text().replace('"done": 8', '"done": 4'))
+    with pytest.raises(RuntimeError, match="other greys"):
+        build_variant(m.net, [red] * 8, tmp_path / "lr", 0, size=64, batch=4, progress=False)
+
+
 def test_zoomed_variants_show_a_closer_view():
     """From variant 2 on a crop is a zoomed-in part of the photo: a checkerboard's squares come out
     larger (fewer edges per row) than in the whole-photo crops, and never smaller."""

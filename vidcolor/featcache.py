@@ -76,6 +76,11 @@ def items_key(files: list[str]) -> str:
     return hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
 
 
+def _meta(root: Path, variant: int) -> dict:
+    p = root / f"v{variant}" / "done.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
 def done_count(root: Path, variant: int, n: int | None = None, key: str | None = None) -> int:
     """How many rows of variant ``variant`` are written; with ``n``/``key``, first check that the
     cache was built for a list of ``n`` photos with that key (caches from before keys: ``n`` only)."""
@@ -91,15 +96,20 @@ def done_count(root: Path, variant: int, n: int | None = None, key: str | None =
 
 @torch.no_grad()
 def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant: int, size: int = 192,
-                  seed: int = 77, batch: int = 16, progress: bool = True, key: str | None = None) -> None:
+                  seed: int = 77, batch: int = 16, progress: bool = True, key: str | None = None,
+                  stock_greys: bool = True) -> None:
     """Write (or finish writing) variant ``variant`` of the feature cache for ``images`` (whose
-    list has the :func:`items_key` ``key``, if given)."""
+    list has the :func:`items_key` ``key``, if given). ``stock_greys`` False: every grey is the
+    photo's own luminance, never a film stock's (film damage stays)."""
     from tqdm import tqdm
 
     d = root / f"v{variant}"
     d.mkdir(parents=True, exist_ok=True)
     n = len(images)
     start = done_count(root, variant, n, key)
+    greys = "stock" if stock_greys else "luminance"
+    if start and _meta(root, variant).get("greys", "stock") != greys:
+        raise RuntimeError(f"the feature cache {d} holds other greys than {greys!r} ones; use another --out")
     arrs = open_variant(root, variant, n, size, mode="r+" if start else "w+")
     order = cache_order(n, seed)
     net.eval()
@@ -112,7 +122,8 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
                 rng = np.random.default_rng([seed, variant, i])  # per row: a rebuilt chunk is the same
                 t = _square(images[order[i]], size, rng, flip=variant % 2 == 1, zoom=variant >= 2)[None]
                 rgb.append(t)
-                L.append(degrade_l(spectral_l(t, rng), rng, p=0.5))
+                L.append(degrade_l(spectral_l(t, rng) if stock_greys else spectral_l(t, rng, p_pan=0, p_ortho=0),
+                                   rng, p=0.5))
             rgb_t, L_t = torch.cat(rgb), torch.cat(L)
             feats = net.features(D.make_input(L_t))
             ab = F.avg_pool2d(rgb_to_lab(rgb_t)[:, 1:], 4)
@@ -125,6 +136,6 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
             a.flush()
         tmp = d / "done.json.tmp"
         tmp.write_text(json.dumps({"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed,
-                                   **({"items": key} if key else {})}))
+                                   "greys": greys, **({"items": key} if key else {})}))
         os.replace(tmp, d / "done.json")
     bar.close()

@@ -36,6 +36,7 @@ class DecoderConfig:
     extra_dir: str = ""
     size: int = 192  # side of the cached square crops
     variants: int = 1  # cache passes: even ones plain, odd ones mirrored, from 2 on zoomed in; own film greys
+    stock_greys: bool = True  # False: the cache's greys are the photos' own luminance, never a film stock's
     batch: int = 32
     lr: float = 1e-3
     min_lr: float = 5e-5
@@ -119,7 +120,8 @@ def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None
                 load_pretrained_encoder(net)
         images = D.load_images(pool.data_dir, pool.items, progress)
         for v in todo:
-            build_variant(net, images, pool.cache, v, cfg.size, progress=progress, key=pool.key)
+            build_variant(net, images, pool.cache, v, cfg.size, progress=progress, key=pool.key,
+                          stock_greys=cfg.stock_greys)
 
 
 def sample_space(pool_list: list[Pool], done: list[list[int]], damp: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +163,8 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if state is not None:
         # The run's recipe comes from the checkpoint; where to find data and how long to go, from the caller.
-        keep = ("out", "data_dir", "extra_dir", "threads", "max_steps", "variants", "unfreeze_from", "encoder_lr")
+        keep = ("out", "data_dir", "extra_dir", "threads", "max_steps", "variants", "stock_greys", "unfreeze_from",
+                "encoder_lr")
         saved = {k: v for k, v in state["train_config"].items() if k in DecoderConfig.__dataclass_fields__}
         cfg = DecoderConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}})
         print(f"resuming {ckpt_path} at step {state['step']}")
