@@ -76,14 +76,11 @@ def items_key(files: list[str]) -> str:
     return hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
 
 
-def _meta(root: Path, variant: int) -> dict:
-    p = root / f"v{variant}" / "done.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def done_count(root: Path, variant: int, n: int | None = None, key: str | None = None) -> int:
-    """How many rows of variant ``variant`` are written; with ``n``/``key``, first check that the
-    cache was built for a list of ``n`` photos with that key (caches from before keys: ``n`` only)."""
+def done_count(root: Path, variant: int, n: int | None = None, key: str | None = None,
+               greys: str | None = None) -> int:
+    """How many rows of variant ``variant`` are written; with ``n``/``key``/``greys``, first check that
+    the cache was built for a list of ``n`` photos with that key, with those greys (caches from before
+    keys: ``n`` only; from before greys were recorded: "stock")."""
     p = root / f"v{variant}" / "done.json"
     if not p.exists():
         return 0
@@ -91,6 +88,8 @@ def done_count(root: Path, variant: int, n: int | None = None, key: str | None =
     if (n is not None and meta.get("n", n) != n) or (key is not None and meta.get("items", key) != key):
         raise RuntimeError(f"the feature cache {p.parent} was built for another photo list "
                            f"({meta.get('n')} photos, not {n}); delete that folder to rebuild it")
+    if greys is not None and meta.get("greys", "stock") != greys:
+        raise RuntimeError(f"the feature cache {p.parent} holds other greys than {greys!r} ones; use another --out")
     return meta["done"]
 
 
@@ -106,10 +105,8 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
     d = root / f"v{variant}"
     d.mkdir(parents=True, exist_ok=True)
     n = len(images)
-    start = done_count(root, variant, n, key)
     greys = "stock" if stock_greys else "luminance"
-    if start and _meta(root, variant).get("greys", "stock") != greys:
-        raise RuntimeError(f"the feature cache {d} holds other greys than {greys!r} ones; use another --out")
+    start = done_count(root, variant, n, key, greys)
     arrs = open_variant(root, variant, n, size, mode="r+" if start else "w+")
     order = cache_order(n, seed)
     net.eval()

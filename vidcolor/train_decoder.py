@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,9 @@ class Pool:
         """Rows of ``variant`` cached so far; raises if the cache holds another photo list."""
         return done_count(self.cache, variant, len(self.items), self.key)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """The photo list's key (computed once: every checkpoint asks for it per variant)."""
         return items_key([it.file for it in self.items])
 
 
