@@ -243,3 +243,15 @@ def test_phase_two_trains_the_top_encoder_blocks_and_resumes(tmp_path):
     assert not moved("net.encoder._blocks.10._project_conv.weight")
     with pytest.raises(ValueError, match="unfreeze"):
         train_decoder(DecoderConfig(out=str(tmp_path / "one"), **common), steps=1, progress=False)
+
+
+def test_training_refuses_a_cache_of_the_other_greys(tmp_path):
+    """A run asked for luminance greys, pointed at a stock-grey cache it is not to build, stops with a
+    clear error rather than training on greys it was not asked for."""
+    _tiny_data(tmp_path / "data")
+    common = dict(data_dir=str(tmp_path / "data"), out=str(tmp_path / "r"), size=64, variants=1, batch=4,
+                  eval_every=10_000, pretrained=False, warmup=2, max_steps=20)
+    train_decoder(DecoderConfig(**common), steps=1, progress=False)
+    (tmp_path / "r" / "ckpt.pt").unlink()
+    with pytest.raises(RuntimeError, match="other greys"):
+        train_decoder(DecoderConfig(stock_greys=False, **common), steps=1, progress=False, build=False)

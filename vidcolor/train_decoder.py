@@ -83,10 +83,12 @@ class Pool:
     data_dir: Path
     items: list[D.Item]
     cache: Path
+    greys: str = "stock"  # the kind of grey the run trains on: "stock" or "luminance"
 
     def done(self, variant: int) -> int:
-        """Rows of ``variant`` cached so far; raises if the cache holds another photo list."""
-        return done_count(self.cache, variant, len(self.items), self.key)
+        """Rows of ``variant`` cached so far; raises if the cache holds another photo list or
+        other greys than the run's."""
+        return done_count(self.cache, variant, len(self.items), self.key, self.greys)
 
     @cached_property
     def key(self) -> str:
@@ -101,12 +103,13 @@ def pools(cfg: DecoderConfig) -> list[Pool]:
     changes, and extra photos on the dev side are not trained on either."""
     data_dir = Path(cfg.data_dir)
     items = D.read_manifest(data_dir)
-    out = [Pool(data_dir, D.split(items)[0], Path(cfg.out) / "cache")]
+    greys = "stock" if cfg.stock_greys else "luminance"
+    out = [Pool(data_dir, D.split(items)[0], Path(cfg.out) / "cache", greys)]
     if cfg.extra_dir:
         extra_dir = Path(cfg.extra_dir)
         known = {it.file for it in items}
         extra = [it for it in D.split(D.read_manifest(extra_dir))[0] if it.file not in known]
-        out.append(Pool(extra_dir, extra, Path(cfg.out) / "cache" / "extra"))
+        out.append(Pool(extra_dir, extra, Path(cfg.out) / "cache" / "extra", greys))
     return out
 
 
