@@ -7,6 +7,7 @@
     python scripts/build_extra_data.py --out runs/data    # ground cover, walls and floors
     python scripts/train_effdec.py --out runs/effdec --extra-dir runs/data --variants 2 --minutes 120
     python scripts/train_effdec.py --out runs/effdec --unfreeze-from 11 --minutes 60   # phase 2
+    python scripts/train_effdec.py --out runs/effdec --lbranch 32 --minutes 60         # a full-size L branch
     python scripts/train_effdec.py --out runs/effdec --steps 0 --export weights/vidcolor.pt --prior-alpha 0.1
 
 The first run caches the encoder's features of every training photo (about 2.7 GB a variant
@@ -47,6 +48,9 @@ def main() -> None:
                    help="also train the encoder from this block on (11: its last two stages; 0: frozen)")
     p.add_argument("--encoder-lr", type=float, default=DecoderConfig.encoder_lr,
                    help="the trained encoder blocks' rate, as a share of the decoder's")
+    p.add_argument("--lbranch", type=int, default=0, metavar="C",
+                   help="add a C-channel branch that reads the full-size grey L (resuming a net without one: "
+                        "it joins gated at zero); its greys are cached beside the features")
     p.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
     p.add_argument("--no-build", action="store_true",
                    help="train on the photos cached so far while another process builds the rest")
@@ -54,7 +58,8 @@ def main() -> None:
     a = p.parse_args()
     cfg = DecoderConfig(data_dir=a.data_dir, out=a.out, threads=a.threads, max_steps=a.max_steps,
                         rebalance=a.rebalance, variants=a.variants, stock_greys=not a.luminance_greys,
-                        extra_dir=a.extra_dir, unfreeze_from=a.unfreeze_from, encoder_lr=a.encoder_lr)
+                        extra_dir=a.extra_dir, unfreeze_from=a.unfreeze_from, encoder_lr=a.encoder_lr,
+                        lbranch=a.lbranch)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)

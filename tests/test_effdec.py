@@ -245,6 +245,67 @@ def test_phase_two_trains_the_top_encoder_blocks_and_resumes(tmp_path):
         train_decoder(DecoderConfig(out=str(tmp_path / "one"), **common), steps=1, progress=False)
 
 
+def test_l_branch_starts_as_the_net_without_it_and_reads_fine_texture():
+    """A net with an L branch, its gate at zero, colours exactly as the same net without it (so the
+    branch can join a trained decoder); once the gate opens, fine texture in L changes its colour, and
+    the cached-feature path still equals the full forward."""
+    plain = _net()
+    torch.manual_seed(1)
+    lb = build_model({**default_config("effdec"), "lbranch": 16}).eval()
+    missing, unexpected = lb.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("net.lfeat", "net.lfuse", "net.lgate")) for k in missing)
+    x = torch.zeros(1, 4, 64, 96)
+    x[:, 0] = torch.rand(64, 96) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(plain(x), lb(x))
+        lb.net.lgate.fill_(1.0)
+        grain = x.clone()
+        grain[:, 0, ::2, ::2] += 0.2  # texture finer than the encoder's stride-4 taps resolve alike
+        assert (lb(x) - lb(grain)).abs().max() > (plain(x) - plain(grain)).abs().max()
+        cached = lb.net.decode(lb.net.features(x), pool_hints(torch.zeros(1, 3, 64, 96), 4),
+                               pool_hints(torch.zeros(1, 3, 64, 96), 8), x[:, :1])
+    assert torch.allclose(lb(x), cached, atol=1e-5)
+
+
+def test_cached_greys_are_those_the_encoder_saw_and_can_be_added_later(tmp_path):
+    """L.npy holds each row's grey (quantised to 8 bits); a cache built before it was kept gains the
+    very same greys from the row seeds, without the encoder."""
+    from vidcolor.featcache import build_l, grey_crop, l_done, open_l, quantise_l
+
+    items = _tiny_data(tmp_path)
+    images = D.load_images(tmp_path, items, progress=False)
+    m = _net()
+    build_variant(m.net, images, tmp_path / "a", 2, size=64, batch=4, progress=False)
+    full = np.array(open_l(tmp_path / "a", 2, len(images), 64))
+    order = np.random.default_rng(77).permutation(len(images))
+    assert np.array_equal(full[3], quantise_l(grey_crop(images[order[3]], 64, 77, 2, 3)[1])[0])
+    assert full.std() > 5
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for f in ("L.npy", "L.json"):
+        (tmp_path / "b" / "v2" / f).unlink()
+    assert l_done(tmp_path / "b", 2) == 0
+    build_l(images, tmp_path / "b", 2, size=64, progress=False)
+    assert l_done(tmp_path / "b", 2) == len(images)
+    assert np.array_equal(np.array(open_l(tmp_path / "b", 2, len(images), 64)), full)
+
+
+def test_resuming_with_an_l_branch_grows_the_net_and_trains_it(tmp_path):
+    _tiny_data(tmp_path / "data")
+    common = dict(data_dir=str(tmp_path / "data"), size=64, variants=1, batch=4, eval_every=10_000,
+                  pretrained=False, warmup=2, max_steps=20)
+    first = train_decoder(DecoderConfig(out=str(tmp_path / "r"), **common), steps=3, progress=False)
+    before = torch.load(first, weights_only=True)
+    for f in ("L.npy", "L.json"):  # as a cache from before the greys were kept
+        (tmp_path / "r" / "cache" / "v0" / f).unlink()
+    grown = train_decoder(DecoderConfig(out=str(tmp_path / "r"), lbranch=8, **common), steps=4, progress=False)
+    after = torch.load(grown, weights_only=True)
+    assert after["step"] == 7 and after["config"]["lbranch"] == 8
+    assert after["model"]["net.lgate"].abs().item() > 0
+    assert not torch.equal(after["model"]["net.head.weight"], before["model"]["net.head.weight"])
+    again = train_decoder(DecoderConfig(out=str(tmp_path / "r"), **common), steps=1, progress=False)  # no flag: kept
+    assert torch.load(again, weights_only=True)["config"]["lbranch"] == 8
+
+
 def test_training_refuses_a_cache_of_the_other_greys(tmp_path):
     """A run asked for luminance greys, pointed at a stock-grey cache it is not to build, stops with a
     clear error rather than training on greys it was not asked for."""

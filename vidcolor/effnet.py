@@ -137,7 +137,7 @@ class EffDecNet(nn.Module):
 
     kind = "classify"
 
-    def __init__(self, n_bins: int = 244, width: int = 64):
+    def __init__(self, n_bins: int = 244, width: int = 64, lbranch: int = 0):
         super().__init__()
         w = width
         self.encoder = Lite0Encoder()
@@ -150,13 +150,28 @@ class EffDecNet(nn.Module):
         self.hint4 = cbr(3, 8, k=1)
         self.d4 = cbr(w + TAP_CHANNELS[0] + 8, 32)
         self.head = nn.Conv2d(32, n_bins, 1)
+        self.lbranch = lbranch
+        if lbranch:
+            # The frozen encoder saw colour photos: on grey ones its features tell a flat meadow
+            # from water no better than a sea photo does. A small branch learned from the grey L
+            # itself (strides 2 and 4, 31 px of view) gives the last stage that texture. It joins
+            # through a gate that starts at zero, so it can be added to a trained decoder unchanged.
+            c = lbranch
+            self.lfeat = nn.Sequential(
+                nn.Conv2d(1, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                nn.Conv2d(16, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                cbr(c, c), nn.Conv2d(c, c, 3, 1, 2, dilation=2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+            self.lfuse = cbr(32 + c, 32, k=1)
+            self.lgate = nn.Parameter(torch.zeros(1))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's features of a (N, 4, H, W) input whose sides are multiples of 32."""
         return self.encoder(encoder_input(x[:, :1]))
 
-    def decode(self, feats: list[torch.Tensor], hint4: torch.Tensor, hint8: torch.Tensor) -> torch.Tensor:
-        """Bin logits at stride 4 from encoder features and pooled hints (:func:`pool_hints`).
+    def decode(self, feats: list[torch.Tensor], hint4: torch.Tensor, hint8: torch.Tensor,
+               l_norm: torch.Tensor | None = None) -> torch.Tensor:
+        """Bin logits at stride 4 from encoder features, pooled hints (:func:`pool_hints`) and,
+        for a net with an L branch, the normalised L (N, 1, H, W) at full size.
         Training on cached features calls this directly."""
         f4, f8, f16, f32 = feats
         g = self.scene(f32)
@@ -166,7 +181,12 @@ class EffDecNet(nn.Module):
         d = F.interpolate(d, size=f8.shape[-2:], mode="bilinear", align_corners=False)
         d = self.d8(torch.cat([d, f8, self.hint8(hint8)], 1))
         d = F.interpolate(d, size=f4.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(self.d4(torch.cat([d, f4, self.hint4(hint4)], 1)))
+        d = self.d4(torch.cat([d, f4, self.hint4(hint4)], 1))
+        if self.lbranch:
+            if l_norm is None:
+                raise ValueError("this effdec net has an L branch: decode() needs l_norm")
+            d = d + self.lgate * self.lfuse(torch.cat([d, self.lfeat(l_norm.to(d.dtype))], 1))
+        return self.head(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -176,7 +196,7 @@ class EffDecNet(nn.Module):
             x[:, 1:, h:, :] = 0  # padded pixels carry no pins
             x[:, 1:, :, w:] = 0
         hint = torch.cat([x[:, 1:3] * x[:, 3:4], x[:, 3:4]], 1)
-        out = self.decode(self.features(x), pool_hints(hint, 4), pool_hints(hint, 8))
+        out = self.decode(self.features(x), pool_hints(hint, 4), pool_hints(hint, 8), x[:, :1])
         return out[:, :, :(h + 3) // 4, :(w + 3) // 4]
 
     def train(self, mode: bool = True) -> "EffDecNet":

@@ -12,8 +12,9 @@ Photos are cached in a fixed shuffled order (:func:`cache_order`), so that a cac
 built holds a fair sample of every source, and training can start on what is done.
 
 Layout of ``DIR/v{variant}/``: ``f0..f3.npy`` (float16, the four encoder taps), ``ab.npy``
-(int8, ab at stride 4), ``done.json`` (how many photos are written, and a key of the photo list they
-were written for). Building is resumable: it writes in chunks and ``done.json`` is replaced only
+(int8, ab at stride 4), ``L.npy`` (uint8, the grey the encoder saw, for a net's L branch; ``L.json``
+counts its rows, as older caches gain it later), ``done.json`` (how many photos are written, and a
+key of the photo list they were written for). Building is resumable: it writes in chunks and ``done.json`` is replaced only
 after a chunk is flushed. A cache built for another photo list is refused, never read: its rows
 would be other photos' features.
 """
@@ -53,6 +54,27 @@ def _square(img: np.ndarray, size: int, rng: np.random.Generator, flip: bool, zo
     y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
     t = t[:, y:y + size, x:x + size]
     return (t.flip(-1) if flip else t).clamp_(0, 1)
+
+
+def grey_crop(img: np.ndarray, size: int, seed: int, variant: int, row: int,
+              stock_greys: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row ``row`` of variant ``variant``: its crop (1, 3, S, S) RGB and the film grey (1, 1, S, S)
+    L the encoder saw. Seeded per row, so a rebuilt chunk, or a grey added later, is the same."""
+    rng = np.random.default_rng([seed, variant, row])
+    t = _square(img, size, rng, flip=variant % 2 == 1, zoom=variant >= 2)[None]
+    grey = spectral_l(t, rng) if stock_greys else spectral_l(t, rng, p_pan=0, p_ortho=0)
+    return t, degrade_l(grey, rng, p=0.5)
+
+
+def quantise_l(L: torch.Tensor) -> np.ndarray:
+    """(N, 1, S, S) L in [0, 100] -> (N, S, S) uint8 steps of 100/255, as 8-bit video carries it."""
+    return (L[:, 0] * 2.55).round().clamp(0, 255).numpy().astype(np.uint8)
+
+
+def open_l(root: Path, variant: int, n: int, size: int, mode: str = "r") -> np.ndarray:
+    """The memory-mapped greys (N, S, S) uint8 of one variant (L = value / 2.55)."""
+    return np.lib.format.open_memmap(root / f"v{variant}" / "L.npy", mode=mode, dtype=np.uint8,
+                                     shape=(n, size, size) if mode == "w+" else None)
 
 
 def cache_order(n: int, seed: int = 77) -> np.ndarray:
@@ -108,31 +130,61 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
     greys = "stock" if stock_greys else "luminance"
     start = done_count(root, variant, n, key, greys)
     arrs = open_variant(root, variant, n, size, mode="r+" if start else "w+")
+    if start and l_done(root, variant) < start:
+        build_l(images, root, variant, size, seed, stock_greys, progress)  # a cache from before L was kept
+    l_arr = open_l(root, variant, n, size, mode="r+" if start else "w+")
     order = cache_order(n, seed)
     net.eval()
     bar = tqdm(total=n, initial=start, desc=f"features v{variant}", disable=not progress, unit="photo")
     for c0 in range(start, n, CHUNK):
         for b0 in range(c0, min(c0 + CHUNK, n), batch):
             idx = range(b0, min(b0 + batch, n))
-            rgb, L = [], []
-            for i in idx:
-                rng = np.random.default_rng([seed, variant, i])  # per row: a rebuilt chunk is the same
-                t = _square(images[order[i]], size, rng, flip=variant % 2 == 1, zoom=variant >= 2)[None]
-                rgb.append(t)
-                L.append(degrade_l(spectral_l(t, rng) if stock_greys else spectral_l(t, rng, p_pan=0, p_ortho=0),
-                                   rng, p=0.5))
-            rgb_t, L_t = torch.cat(rgb), torch.cat(L)
+            pairs = [grey_crop(images[order[i]], size, seed, variant, i, stock_greys) for i in idx]
+            rgb_t, L_t = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
             feats = net.features(D.make_input(L_t))
             ab = F.avg_pool2d(rgb_to_lab(rgb_t)[:, 1:], 4)
             sl = slice(idx.start, idx.stop)
             for k, f in enumerate(feats):
                 arrs[f"f{k}"][sl] = f.numpy().astype(np.float16)
             arrs["ab"][sl] = ab.round().clamp(-128, 127).numpy().astype(np.int8)
+            l_arr[sl] = quantise_l(L_t)
             bar.update(len(idx))
         for a in arrs.values():
             a.flush()
-        tmp = d / "done.json.tmp"
-        tmp.write_text(json.dumps({"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed,
-                                   "greys": greys, **({"items": key} if key else {})}))
-        os.replace(tmp, d / "done.json")
+        l_arr.flush()
+        _write_json(d / "done.json", {"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed,
+                                      "greys": greys, **({"items": key} if key else {})})
+        _write_json(d / "L.json", {"done": min(c0 + CHUNK, n)})
     bar.close()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def l_done(root: Path, variant: int) -> int:
+    """Rows of variant ``variant`` whose grey L is cached (``L.npy``; caches from before it: 0)."""
+    p = root / f"v{variant}" / "L.json"
+    return json.loads(p.read_text())["done"] if p.exists() else 0
+
+
+@torch.no_grad()
+def build_l(images: list[np.ndarray], root: Path, variant: int, size: int = 192, seed: int = 77,
+            stock_greys: bool = True, progress: bool = True) -> None:
+    """Add the greys to a cache built before ``L.npy`` was kept: the same crops and greys
+    (:func:`grey_crop` replays each row's seed), without running the encoder again."""
+    from tqdm import tqdm
+
+    n, done = len(images), done_count(root, variant)
+    start = l_done(root, variant)
+    l_arr = open_l(root, variant, n, size, mode="r+" if start else "w+")
+    order = cache_order(n, seed)
+    d = root / f"v{variant}"
+    for c0 in tqdm(range(start, done, CHUNK), desc=f"greys v{variant}", disable=not progress):
+        idx = range(c0, min(c0 + CHUNK, done))
+        l_arr[idx.start:idx.stop] = quantise_l(torch.cat([grey_crop(images[order[i]], size, seed, variant, i,
+                                                                     stock_greys)[1] for i in idx]))
+        l_arr.flush()
+        _write_json(d / "L.json", {"done": idx.stop})

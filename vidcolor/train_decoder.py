@@ -23,7 +23,8 @@ import torch
 from . import data as D
 from .color import AB_SCALE
 from .effnet import TAPS, EffDecNet, load_pretrained_encoder, pool_hints
-from .featcache import build_variant, cache_order, done_count, items_key, open_variant
+from .color import normalize_l
+from .featcache import build_l, build_variant, cache_order, done_count, items_key, l_done, open_l, open_variant
 from .model import build_model, default_config
 from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
 
@@ -59,6 +60,9 @@ class DecoderConfig:
     ckpt_every_s: float = 300.0
     threads: int = 1
     pretrained: bool = True  # False only in tests, which run without the efficientnet package
+    # Channels of a small branch that reads the full-size grey L (EffDecNet's lbranch; 0 = none). Resuming
+    # a checkpoint without one adds it, gated to start at zero, so the trained decoder carries on unchanged.
+    lbranch: int = 0
 
 
 def simulate_hints4(ab4: torch.Tensor, rng: np.random.Generator, p_none: float) -> torch.Tensor:
@@ -115,7 +119,8 @@ def pools(cfg: DecoderConfig) -> list[Pool]:
 
 def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None = None) -> None:
     """Build (or finish) every variant of every pool's feature cache; smaller pools first."""
-    for pool in sorted(pools(cfg), key=lambda p: len(p.items)):
+    pool_list_by_size = sorted(pools(cfg), key=lambda p: len(p.items))
+    for pool in pool_list_by_size:
         todo = [v for v in range(cfg.variants) if pool.done(v) < len(pool.items)]
         if not todo:
             continue
@@ -127,6 +132,13 @@ def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None
         for v in todo:
             build_variant(net, images, pool.cache, v, cfg.size, progress=progress, key=pool.key,
                           stock_greys=cfg.stock_greys)
+    if cfg.lbranch:  # caches built before the greys were kept gain them (no encoder pass needed)
+        for pool in pool_list_by_size:
+            old = [v for v in range(cfg.variants) if l_done(pool.cache, v) < pool.done(v)]
+            if old:
+                images = D.load_images(pool.data_dir, pool.items, progress)
+                for v in old:
+                    build_l(images, pool.cache, v, cfg.size, stock_greys=cfg.stock_greys, progress=progress)
 
 
 def sample_space(pool_list: list[Pool], done: list[list[int]], damp: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,10 +183,14 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         keep = ("out", "data_dir", "extra_dir", "threads", "max_steps", "variants", "stock_greys", "unfreeze_from",
                 "encoder_lr")
         saved = {k: v for k, v in state["train_config"].items() if k in DecoderConfig.__dataclass_fields__}
-        cfg = DecoderConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}})
+        lbranch = state["config"].get("lbranch", 0) or cfg.lbranch  # a command may add the branch, not drop it
+        cfg = DecoderConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "lbranch": lbranch})
         print(f"resuming {ckpt_path} at step {state['step']}")
     torch.manual_seed(cfg.seed)
-    model = build_model(state["config"] if state else default_config("effdec"))
+    config = {**(state["config"] if state else default_config("effdec")), **({"lbranch": cfg.lbranch} if cfg.lbranch else {})}
+    model = build_model(config)
+    # Adding the L branch to a checkpoint without one: its weights start fresh, the optimizer too.
+    grow = state is not None and config != state["config"]
     if state is None and cfg.pretrained:
         load_pretrained_encoder(model.net)
     pool_list = pools(cfg)
@@ -182,12 +198,17 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         build_cache(cfg, progress, model.net)
     dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
 
-    def cached() -> list[list[int]]:
-        return [[min(pool.done(v), len(pool.items)) for v in range(cfg.variants)] for pool in pool_list]
+    def cached() -> list[list[int]]:  # with an L branch, only rows whose greys are cached too
+        return [[min(pool.done(v), len(pool.items), l_done(pool.cache, v) if cfg.lbranch else len(pool.items))
+                 for v in range(cfg.variants)] for pool in pool_list]
 
     def open_arrays(done: list[list[int]]) -> dict[tuple[int, int], dict[str, np.ndarray]]:
-        return {(p, v): open_variant(pool.cache, v, len(pool.items), cfg.size)
-                for p, pool in enumerate(pool_list) for v in range(cfg.variants) if done[p][v]}
+        out = {(p, v): open_variant(pool.cache, v, len(pool.items), cfg.size)
+               for p, pool in enumerate(pool_list) for v in range(cfg.variants) if done[p][v]}
+        if cfg.lbranch:
+            for (p, v), a in out.items():
+                a["L"] = open_l(pool_list[p].cache, v, len(pool_list[p].items), cfg.size)
+        return out
 
     if state is None:
         done = cached()
@@ -215,19 +236,23 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     optim = torch.optim.AdamW(dec_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     saved_groups = len(state["optimizer"]["param_groups"]) if state else 0
     if state:
-        model.load_state_dict(state["model"])
-        if saved_groups == 1:  # a phase-1 checkpoint: the encoder's group joins after it is loaded
+        missing, unexpected = model.load_state_dict(state["model"], strict=not grow)
+        if unexpected or any(not k.startswith(("net.lfeat.", "net.lfuse.", "net.lgate")) for k in missing):
+            raise ValueError(f"{ckpt_path} does not match the effdec net: {(missing + unexpected)[:3]}")
+        if saved_groups == 1 and not grow:  # a phase-1 checkpoint: the encoder's group joins after it is loaded
             optim.load_state_dict(state["optimizer"])
     if len(top):
         optim.add_param_group({"params": list(top.parameters()), "lr_scale": cfg.encoder_lr})
-    if saved_groups == 2 == len(optim.param_groups):
+    if grow:
+        pass
+    elif saved_groups == 2 == len(optim.param_groups):
         optim.load_state_dict(state["optimizer"])
     elif saved_groups == 2:
         raise ValueError("this checkpoint trained encoder blocks too: resume it with the same --unfreeze-from")
     params = [p for g in optim.param_groups for p in g["params"]]
     ema = build_model(model.config)
     if state:
-        ema.load_state_dict(state["ema"])
+        ema.load_state_dict({**model.state_dict(), **state["ema"]})  # a new branch starts as the model's
         rebal = state["rebalance"]
     else:
         ema.load_state_dict(model.state_dict())
@@ -277,7 +302,11 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
             for blk in top:
                 x = blk(x)
             feats[3] = x
-        out_logits = model.net.decode(feats, pool_hints(raw, 1), pool_hints(raw, 2))
+        l_norm = None
+        if cfg.lbranch:
+            l8 = torch.from_numpy(np.stack([arrs[p, v]["L"][r] for p, v, r in pick]))
+            l_norm = normalize_l(l8[:, None].float() / 2.55)
+        out_logits = model.net.decode(feats, pool_hints(raw, 1), pool_hints(raw, 2), l_norm)
         lab = torch.cat([ab4.new_zeros(cfg.batch, 1, *ab4.shape[-2:]), ab4], 1)
         # The loss on one pixel in four (a random one of the four sub-grids each step): the soft
         # targets and the 244-way softmax were two thirds of a step's time, and neighbouring
