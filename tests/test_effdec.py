@@ -246,19 +246,19 @@ def test_phase_two_trains_the_top_encoder_blocks_and_resumes(tmp_path):
 
 
 def test_l_branch_starts_as_the_net_without_it_and_reads_fine_texture():
-    """A net with an L branch, its gate at zero, colours exactly as the same net without it (so the
-    branch can join a trained decoder); once the gate opens, fine texture in L changes its colour, and
-    the cached-feature path still equals the full forward."""
+    """A net with an L branch, its last conv at zero, colours exactly as the same net without it (so
+    the branch can join a trained decoder); once that conv has weights, fine texture in L changes its
+    colour, and the cached-feature path still equals the full forward."""
     plain = _net()
     torch.manual_seed(1)
     lb = build_model({**default_config("effdec"), "lbranch": 16}).eval()
     missing, unexpected = lb.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith(("net.lfeat", "net.lfuse", "net.lgate")) for k in missing)
+    assert not unexpected and all(k.startswith(("net.lfeat", "net.lfuse")) for k in missing)
     x = torch.zeros(1, 4, 64, 96)
     x[:, 0] = torch.rand(64, 96) * 2 - 1
     with torch.no_grad():
         assert torch.equal(plain(x), lb(x))
-        lb.net.lgate.fill_(1.0)
+        torch.nn.init.normal_(lb.net.lfuse[-1].weight, std=0.5)
         grain = x.clone()
         grain[:, 0, ::2, ::2] += 0.2  # texture finer than the encoder's stride-4 taps resolve alike
         assert (lb(x) - lb(grain)).abs().max() > (plain(x) - plain(grain)).abs().max()
@@ -300,7 +300,7 @@ def test_resuming_with_an_l_branch_grows_the_net_and_trains_it(tmp_path):
     grown = train_decoder(DecoderConfig(out=str(tmp_path / "r"), lbranch=8, **common), steps=4, progress=False)
     after = torch.load(grown, weights_only=True)
     assert after["step"] == 7 and after["config"]["lbranch"] == 8
-    assert after["model"]["net.lgate"].abs().item() > 0
+    assert after["model"]["net.lfuse.1.weight"].abs().max() > 0  # the zero conv has learned
     assert not torch.equal(after["model"]["net.head.weight"], before["model"]["net.head.weight"])
     again = train_decoder(DecoderConfig(out=str(tmp_path / "r"), **common), steps=1, progress=False)  # no flag: kept
     assert torch.load(again, weights_only=True)["config"]["lbranch"] == 8

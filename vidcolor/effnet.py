@@ -155,14 +155,16 @@ class EffDecNet(nn.Module):
             # The frozen encoder saw colour photos: on grey ones its features tell a flat meadow
             # from water no better than a sea photo does. A small branch learned from the grey L
             # itself (strides 2 and 4, 31 px of view) gives the last stage that texture. It joins
-            # through a gate that starts at zero, so it can be added to a trained decoder unchanged.
+            # through a last 1x1 conv that starts at zero, so it can be added to a trained decoder
+            # unchanged; unlike a scalar gate, that conv's weights get a gradient from the first step.
             c = lbranch
             self.lfeat = nn.Sequential(
                 nn.Conv2d(1, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
                 nn.Conv2d(16, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                 cbr(c, c), nn.Conv2d(c, c, 3, 1, 2, dilation=2, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-            self.lfuse = cbr(32 + c, 32, k=1)
-            self.lgate = nn.Parameter(torch.zeros(1))
+            self.lfuse = nn.Sequential(cbr(32 + c, 32, k=1), nn.Conv2d(32, 32, 1))
+            nn.init.zeros_(self.lfuse[-1].weight)
+            nn.init.zeros_(self.lfuse[-1].bias)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's features of a (N, 4, H, W) input whose sides are multiples of 32."""
@@ -185,7 +187,7 @@ class EffDecNet(nn.Module):
         if self.lbranch:
             if l_norm is None:
                 raise ValueError("this effdec net has an L branch: decode() needs l_norm")
-            d = d + self.lgate * self.lfuse(torch.cat([d, self.lfeat(l_norm.to(d.dtype))], 1))
+            d = d + self.lfuse(torch.cat([d, self.lfeat(l_norm.to(d.dtype))], 1))
         return self.head(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

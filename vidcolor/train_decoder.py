@@ -61,7 +61,8 @@ class DecoderConfig:
     threads: int = 1
     pretrained: bool = True  # False only in tests, which run without the efficientnet package
     # Channels of a small branch that reads the full-size grey L (EffDecNet's lbranch; 0 = none). Resuming
-    # a checkpoint without one adds it, gated to start at zero, so the trained decoder carries on unchanged.
+    # a checkpoint without one adds it, joining through a zero-initialised conv, so the trained decoder
+    # carries on unchanged.
     lbranch: int = 0
 
 
@@ -237,7 +238,7 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
     saved_groups = len(state["optimizer"]["param_groups"]) if state else 0
     if state:
         missing, unexpected = model.load_state_dict(state["model"], strict=not grow)
-        if unexpected or any(not k.startswith(("net.lfeat.", "net.lfuse.", "net.lgate")) for k in missing):
+        if unexpected or any(not k.startswith(("net.lfeat.", "net.lfuse.")) for k in missing):
             raise ValueError(f"{ckpt_path} does not match the effdec net: {(missing + unexpected)[:3]}")
         if saved_groups == 1 and not grow:  # a phase-1 checkpoint: the encoder's group joins after it is loaded
             optim.load_state_dict(state["optimizer"])
