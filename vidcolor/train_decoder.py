@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from . import data as D
-from .color import AB_SCALE
+from .color import AB_SCALE, normalize_l
 from .effnet import TAPS, EffDecNet, load_pretrained_encoder, pool_hints
-from .color import normalize_l
 from .featcache import build_l, build_variant, cache_order, done_count, items_key, l_done, open_l, open_variant
 from .model import build_model, default_config
 from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
@@ -188,7 +187,9 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
         cfg = DecoderConfig(**{**saved, **{k: getattr(cfg, k) for k in keep}, "lbranch": lbranch})
         print(f"resuming {ckpt_path} at step {state['step']}")
     torch.manual_seed(cfg.seed)
-    config = {**(state["config"] if state else default_config("effdec")), **({"lbranch": cfg.lbranch} if cfg.lbranch else {})}
+    config = dict(state["config"] if state else default_config("effdec"))
+    if cfg.lbranch:
+        config["lbranch"] = cfg.lbranch
     model = build_model(config)
     # Adding the L branch to a checkpoint without one: its weights start fresh, the optimizer too.
     grow = state is not None and config != state["config"]
@@ -244,11 +245,9 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
             optim.load_state_dict(state["optimizer"])
     if len(top):
         optim.add_param_group({"params": list(top.parameters()), "lr_scale": cfg.encoder_lr})
-    if grow:
-        pass
-    elif saved_groups == 2 == len(optim.param_groups):
+    if saved_groups == 2 == len(optim.param_groups) and not grow:
         optim.load_state_dict(state["optimizer"])
-    elif saved_groups == 2:
+    elif saved_groups == 2 and not grow:
         raise ValueError("this checkpoint trained encoder blocks too: resume it with the same --unfreeze-from")
     params = [p for g in optim.param_groups for p in g["params"]]
     ema = build_model(model.config)
