@@ -6,7 +6,7 @@
 
 Each net's logits, less its own readout bias, become log-probabilities; the second net's are
 resized to the first's grid. For each mixing weight w and temperature T the photo is read out from
-``w * log p1 + (1 - w) * log p2`` at T, on its own L at 256 px (as ``scripts/eval_dev.py``). Both
+``w * log p1 + (1 - w) * log p2`` (with ``--mix``: ``log(w p1 + (1 - w) p2)``) at T, on its own L at 256 px (as ``scripts/eval_dev.py``). Both
 nets must classify over the same ab bins. Measured in docs/lab-notes/2026-12-07-effdec-run4.md.
 """
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--weights", default="1,0.75,0.6,0.5,0.35,0", help="mixing weights w of the first net")
     ap.add_argument("--temperatures", default="0.38,0.5,0.6")
+    ap.add_argument("--mix", action="store_true",
+                    help="mix the probabilities (w p1 + (1 - w) p2) instead of multiplying them")
     ap.add_argument("--per-photo", action="store_true", help="also print each photo's PSNR at the first T")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -70,7 +72,9 @@ def main() -> None:
             m1.readout_bias.zero_()  # already taken out of lp1 and lp2
             psnr = []
             for w, t in rows:
-                pred = readout_rgb(m1, w * lp1 + (1 - w) * lp2, lab, t)[0].permute(1, 2, 0).numpy()
+                fused = (torch.logaddexp(lp1 + np.log(max(w, 1e-12)), lp2 + np.log(max(1 - w, 1e-12))) if a.mix
+                         else w * lp1 + (1 - w) * lp2)
+                pred = readout_rgb(m1, fused, lab, t)[0].permute(1, 2, 0).numpy()
                 m = image_metrics((pred * 255.0 + 0.5).astype(np.uint8), img)
                 rows[(w, t)].append({f"{who}_{k}": v for who, d in m.items() for k, v in d.items()})
                 if t == ts[0]:
