@@ -50,7 +50,7 @@ def main() -> None:
                    help="the trained encoder blocks' rate, as a share of the decoder's")
     p.add_argument("--lbranch", type=int, default=0, metavar="C",
                    help="add a C-channel branch that reads the full-size grey L (resuming a net without one: "
-                        "it joins gated at zero); its greys are cached beside the features")
+                        "it joins through a conv started at zero); its greys are cached beside the features")
     p.add_argument("--cache-only", action="store_true", help="build the feature cache and stop")
     p.add_argument("--no-build", action="store_true",
                    help="train on the photos cached so far while another process builds the rest")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +32,10 @@ from . import data as D
 from .color import rgb_to_lab
 from .effnet import TAP_CHANNELS, EffDecNet
 from .film import degrade_l, spectral_l
+from .job import write_json_atomic
 
 CHUNK = 256
+L_STEPS = 2.55  # cached greys are uint8: L (0-100) times this
 
 
 # Variants from 2 on crop a zoomed-in part: the photo is scaled so its short side is size x U(1, ZOOM).
@@ -68,11 +69,16 @@ def grey_crop(img: np.ndarray, size: int, seed: int, variant: int, row: int,
 
 def quantise_l(L: torch.Tensor) -> np.ndarray:
     """(N, 1, S, S) L in [0, 100] -> (N, S, S) uint8 steps of 100/255, as 8-bit video carries it."""
-    return (L[:, 0] * 2.55).round().clamp(0, 255).numpy().astype(np.uint8)
+    return (L[:, 0] * L_STEPS).round().clamp(0, 255).numpy().astype(np.uint8)
+
+
+def unquantise_l(q: np.ndarray) -> torch.Tensor:
+    """:func:`quantise_l`'s inverse: (N, S, S) uint8 -> (N, 1, S, S) float L in [0, 100]."""
+    return torch.from_numpy(q)[:, None].float() / L_STEPS
 
 
 def open_l(root: Path, variant: int, n: int, size: int, mode: str = "r") -> np.ndarray:
-    """The memory-mapped greys (N, S, S) uint8 of one variant (L = value / 2.55)."""
+    """The memory-mapped greys (N, S, S) uint8 of one variant (:func:`unquantise_l` reads them)."""
     return np.lib.format.open_memmap(root / f"v{variant}" / "L.npy", mode=mode, dtype=np.uint8,
                                      shape=(n, size, size) if mode == "w+" else None)
 
@@ -152,16 +158,10 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
         for a in arrs.values():
             a.flush()
         l_arr.flush()
-        _write_json(d / "done.json", {"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed,
+        write_json_atomic(d / "done.json", {"done": min(c0 + CHUNK, n), "n": n, "size": size, "seed": seed,
                                       "greys": greys, **({"items": key} if key else {})})
-        _write_json(d / "L.json", {"done": min(c0 + CHUNK, n)})
+        write_json_atomic(d / "L.json", {"done": min(c0 + CHUNK, n)})
     bar.close()
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def l_done(root: Path, variant: int) -> int:
@@ -187,4 +187,4 @@ def build_l(images: list[np.ndarray], root: Path, variant: int, size: int = 192,
         l_arr[idx.start:idx.stop] = quantise_l(torch.cat([grey_crop(images[order[i]], size, seed, variant, i,
                                                                      stock_greys)[1] for i in idx]))
         l_arr.flush()
-        _write_json(d / "L.json", {"done": idx.stop})
+        write_json_atomic(d / "L.json", {"done": idx.stop})

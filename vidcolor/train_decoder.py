@@ -23,7 +23,8 @@ import torch
 from . import data as D
 from .color import AB_SCALE, normalize_l
 from .effnet import TAPS, EffDecNet, load_pretrained_encoder, pool_hints
-from .featcache import build_l, build_variant, cache_order, done_count, items_key, l_done, open_l, open_variant
+from .featcache import (build_l, build_variant, cache_order, done_count, items_key, l_done, open_l, open_variant,
+                        unquantise_l)
 from .model import build_model, default_config
 from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
 
@@ -118,27 +119,23 @@ def pools(cfg: DecoderConfig) -> list[Pool]:
 
 
 def build_cache(cfg: DecoderConfig, progress: bool = True, net: EffDecNet | None = None) -> None:
-    """Build (or finish) every variant of every pool's feature cache; smaller pools first."""
-    pool_list_by_size = sorted(pools(cfg), key=lambda p: len(p.items))
-    for pool in pool_list_by_size:
+    """Build (or finish) every variant of every pool's feature cache; smaller pools first. With an L
+    branch, variants cached before their greys were kept gain them first (no encoder pass needed)."""
+    for pool in sorted(pools(cfg), key=lambda p: len(p.items)):
         todo = [v for v in range(cfg.variants) if pool.done(v) < len(pool.items)]
-        if not todo:
+        greyless = [v for v in range(cfg.variants) if cfg.lbranch and l_done(pool.cache, v) < pool.done(v)]
+        if not todo and not greyless:
             continue
-        if net is None:
+        images = D.load_images(pool.data_dir, pool.items, progress)
+        for v in greyless:
+            build_l(images, pool.cache, v, cfg.size, stock_greys=cfg.stock_greys, progress=progress)
+        if todo and net is None:
             net = build_model(default_config("effdec")).net
             if cfg.pretrained:
                 load_pretrained_encoder(net)
-        images = D.load_images(pool.data_dir, pool.items, progress)
         for v in todo:
             build_variant(net, images, pool.cache, v, cfg.size, progress=progress, key=pool.key,
                           stock_greys=cfg.stock_greys)
-    if cfg.lbranch:  # caches built before the greys were kept gain them (no encoder pass needed)
-        for pool in pool_list_by_size:
-            old = [v for v in range(cfg.variants) if l_done(pool.cache, v) < pool.done(v)]
-            if old:
-                images = D.load_images(pool.data_dir, pool.items, progress)
-                for v in old:
-                    build_l(images, pool.cache, v, cfg.size, stock_greys=cfg.stock_greys, progress=progress)
 
 
 def sample_space(pool_list: list[Pool], done: list[list[int]], damp: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -304,8 +301,7 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
             feats[3] = x
         l_norm = None
         if cfg.lbranch:
-            l8 = torch.from_numpy(np.stack([arrs[p, v]["L"][r] for p, v, r in pick]))
-            l_norm = normalize_l(l8[:, None].float() / 2.55)
+            l_norm = normalize_l(unquantise_l(np.stack([arrs[p, v]["L"][r] for p, v, r in pick])))
         out_logits = model.net.decode(feats, pool_hints(raw, 1), pool_hints(raw, 2), l_norm)
         lab = torch.cat([ab4.new_zeros(cfg.batch, 1, *ab4.shape[-2:]), ab4], 1)
         # The loss on one pixel in four (a random one of the four sub-grids each step): the soft
