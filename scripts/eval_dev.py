@@ -31,7 +31,7 @@ import torch
 from vidcolor import data as D
 from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError
-from vidcolor.evaluate import grey_baseline, image_metrics, resize_rgb, short_side_shape, write_json
+from vidcolor.evaluate import grey_baseline, image_metrics, photo_at, resize_rgb, write_json
 from vidcolor.settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from vidcolor.train import predict_rgb, readout_rgb
 from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
@@ -39,36 +39,6 @@ from vidcolor.weights import default_weights_path, load_checkpoint, load_model, 
 REPO = Path(__file__).resolve().parent.parent
 HINT_SEED = 2024
 METRICS = ("psnr", "ssim", "colorfulness_ratio", "auc", "false_colour")
-
-
-def dev_items(data_dir: Path, limit: int | None, split: str = "dev") -> list[D.Item]:
-    """The dev split (or, with ``split="all"``, every photo: the test split of
-    ``scripts/build_test_split.py``) in a fixed, source-mixing order, optionally cut to ``limit``."""
-    if not (data_dir / "train").is_dir():
-        raise VidcolorError(f"no train/ folder in {data_dir} (use --data-dir)")
-    items = D.read_manifest(data_dir)
-    dev = items if split == "all" else D.split(items)[1]
-    dev.sort(key=lambda it: hashlib.sha1(it.file.encode()).hexdigest())
-    return dev[:limit] if limit else dev
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """A photo as (H, W, 3) uint8 (grey replicated, alpha dropped)."""
-    from skimage import io
-
-    try:
-        im = io.imread(path)
-    except (OSError, ValueError) as e:
-        raise VidcolorError(f"cannot read {path}: {e}") from None
-    if im.ndim == 2:
-        im = np.stack([im] * 3, axis=-1)
-    return np.ascontiguousarray(im[..., :3])
-
-
-def photo_at(path: Path, short_side: int) -> np.ndarray:
-    """A photo as uint8 RGB, resized so its short side is ``short_side`` (how every photo is judged)."""
-    img = load_rgb(path)
-    return resize_rgb(img, short_side_shape(img.shape[0], img.shape[1], short_side))
 
 
 def colour_photo(model, img: np.ndarray, temperature: float, hint: torch.Tensor | None = None,
@@ -161,7 +131,7 @@ def sweep_readouts(a: argparse.Namespace) -> str:
     model = load_model(Path(a.weights) if a.weights else default_weights_path())
     logw = torch.load(a.rebalance_from, map_location="cpu", weights_only=True)["rebalance"].float().log()
     rows: dict[tuple[float, float], list[dict]] = {r: [] for r in a.readouts}
-    for it in tqdm(dev_items(Path(a.data_dir), a.limit, a.split), disable=a.quiet, leave=False):
+    for it in tqdm(D.eval_items(Path(a.data_dir), a.split, a.limit), disable=a.quiet, leave=False):
         img = photo_at(Path(a.data_dir) / "train" / it.file, a.short_side)
         rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
         lab = rgb_to_lab(rgb)
@@ -188,7 +158,7 @@ def run(a: argparse.Namespace) -> dict:
     weights = Path(a.weights) if a.weights else default_weights_path()
     model = load_model(weights)
     state = load_checkpoint(weights)
-    items = dev_items(Path(a.data_dir), a.limit, a.split)
+    items = D.eval_items(Path(a.data_dir), a.split, a.limit)
     sheet_names = pick_sheet(items, a.sheet_count) if a.sheet else set()
     sheet_rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     rows: list[dict] = []

@@ -5,6 +5,7 @@ import torch
 from skimage import io
 
 from vidcolor import data as D
+from vidcolor.errors import VidcolorError
 from vidcolor.train import TrainConfig, get_lr, train
 
 
@@ -139,3 +140,24 @@ def test_film_luminance_round_trip_and_range():
     out = degrade_l(L * 0 + 100, np.random.default_rng(1), p=1.0)
     assert out.min() >= 0 and out.max() <= 100
     assert torch.equal(degrade_l(L, np.random.default_rng(1), p=0.0), L)
+
+
+def test_eval_items_fixed_order_dev_only_and_clear_errors(tmp_path):
+    (tmp_path / "train").mkdir()
+    names = [f"s{i % 3}__{i}.png" for i in range(200)]
+    grey = np.full((8, 12), 90, np.uint8)
+    for n in names:
+        io.imsave(tmp_path / "train" / n, grey, check_contrast=False)
+    dev = D.eval_items(tmp_path)
+    assert dev and all(D.is_dev(it.file) for it in dev)
+    assert len(dev) == sum(D.is_dev(n) for n in names)
+    assert [it.file for it in dev] == [it.file for it in D.sha1_order(list(reversed(dev)))]
+    assert [it.file for it in D.eval_items(tmp_path, limit=3)] == [it.file for it in dev[:3]]
+    assert len(D.eval_items(tmp_path, "all")) == 200
+    img = D.load_rgb(tmp_path / "train" / names[0])  # a grey file comes back as three equal channels
+    assert img.shape == (8, 12, 3) and (img == 90).all()
+    (tmp_path / "train" / "bad__x.png").write_bytes(b"not a png")
+    with pytest.raises(VidcolorError, match="cannot read"):
+        D.load_rgb(tmp_path / "train" / "bad__x.png")
+    with pytest.raises(VidcolorError, match="no train/ folder"):
+        D.eval_items(tmp_path / "nowhere")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import rgb_to_lab
+from .errors import VidcolorError
 from .film import degrade_l
 
 DEV_MODULUS = 20  # 1 in 20 photos (5%) is held out for evaluation
@@ -50,6 +51,24 @@ def split(items: list[Item]) -> tuple[list[Item], list[Item]]:
     return train, dev
 
 
+def eval_items(data_dir: Path, split_name: str = "dev", limit: int | None = None) -> list[Item]:
+    """The photos an evaluation takes: the dev split (or, with ``"all"``, every photo, as for the test
+    split of ``scripts/build_test_split.py``) in a fixed order that mixes sources, cut to ``limit``.
+
+    The order is the SHA-1 of the file name, so "the first 120 dev photos" is the same set everywhere.
+    """
+    if not (data_dir / "train").is_dir():
+        raise VidcolorError(f"no train/ folder in {data_dir} (use --data-dir)")
+    items = read_manifest(data_dir)
+    chosen = sha1_order(items if split_name == "all" else split(items)[1])
+    return chosen[:limit] if limit else chosen
+
+
+def sha1_order(items: list[Item]) -> list[Item]:
+    """Items sorted by the SHA-1 of the file name: a fixed order that mixes sources."""
+    return sorted(items, key=lambda it: hashlib.sha1(it.file.encode()).hexdigest())
+
+
 DEFAULT_DAMP = {"lfw": 0.5, "clothing": 0.5}
 
 
@@ -70,16 +89,23 @@ def source_weights(items: list[Item], damp: dict[str, float] | None = None) -> n
 
 def load_images(data_dir: Path, items: list[Item], progress: bool = True) -> list[np.ndarray]:
     """Decode every photo to an (H, W, 3) uint8 array."""
-    from skimage import io
     from tqdm import tqdm
 
-    out = []
-    for it in tqdm(items, desc="loading photos", disable=not progress, leave=False):
-        im = io.imread(data_dir / "train" / it.file)
-        if im.ndim == 2:
-            im = np.stack([im] * 3, axis=-1)
-        out.append(np.ascontiguousarray(im[..., :3]))
-    return out
+    return [load_rgb(data_dir / "train" / it.file)
+            for it in tqdm(items, desc="loading photos", disable=not progress, leave=False)]
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """A photo as (H, W, 3) uint8 (grey replicated, alpha dropped)."""
+    from skimage import io
+
+    try:
+        im = io.imread(path)
+    except (OSError, ValueError) as e:
+        raise VidcolorError(f"cannot read {path}: {e}") from None
+    if im.ndim == 2:
+        im = np.stack([im] * 3, axis=-1)
+    return np.ascontiguousarray(im[..., :3])
 
 
 def random_crop(img: np.ndarray, size: int, rng: np.random.Generator,

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import lab_to_rgb, rgb_to_lab
+from .data import load_rgb
 from .errors import InputError, VidcolorError, raise_if_interrupted
 from .frameio import to_uint8
 from .metrics import AUC_THRESHOLDS, ab_auc, colorfulness, false_colour, psnr, ssim
@@ -71,6 +72,12 @@ def resize_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
     t = F.interpolate(t, size=shape, mode="bilinear", antialias=True, align_corners=False)
     return (t[0].permute(1, 2, 0).clamp_(0, 255) + 0.5).to(torch.uint8).numpy()
+
+
+def photo_at(path: Path, short_side: int) -> np.ndarray:
+    """A photo as uint8 RGB, resized so its short side is ``short_side`` (how every photo is judged)."""
+    img = load_rgb(path)
+    return resize_rgb(img, short_side_shape(img.shape[0], img.shape[1], short_side))
 
 
 def rgb_to_lab_np(rgb: np.ndarray) -> np.ndarray:

@@ -12,27 +12,17 @@ nets must classify over the same ab bins. Measured in docs/lab-notes/2026-12-07-
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage import io
 
 from vidcolor import data as D
 from vidcolor.color import rgb_to_lab
-from vidcolor.evaluate import image_metrics, resize_rgb, short_side_shape
+from vidcolor.evaluate import image_metrics, photo_at
 from vidcolor.train import readout_rgb
 from vidcolor.weights import load_model
-
-
-def photos(data_dir: Path, split: str, limit: int | None) -> list[D.Item]:
-    """The photos eval_dev.py takes: the dev split (or all), in SHA-1 order of the file name."""
-    items = D.read_manifest(data_dir)
-    items = items if split == "all" else D.split(items)[1]
-    items.sort(key=lambda it: hashlib.sha1(it.file.encode()).hexdigest())
-    return items[:limit] if limit else items
 
 
 def log_probs(model, x: torch.Tensor) -> torch.Tensor:
@@ -59,10 +49,8 @@ def main() -> None:
     ws = [float(v) for v in a.weights.split(",")]
     ts = [float(v) for v in a.temperatures.split(",")]
     rows: dict[tuple[float, float], list[dict]] = {(w, t): [] for w in ws for t in ts}
-    for it in photos(a.data_dir, a.split, a.limit):
-        im = io.imread(a.data_dir / "train" / it.file)
-        im = np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
-        img = resize_rgb(np.ascontiguousarray(im), short_side_shape(im.shape[0], im.shape[1], 256))
+    for it in D.eval_items(a.data_dir, a.split, a.limit):
+        img = photo_at(a.data_dir / "train" / it.file, 256)
         lab = rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0)
         with torch.no_grad():
             x = D.make_input(lab[:, :1])

@@ -10,16 +10,14 @@ and readout T 0.38. Measured in docs/lab-notes/2026-12-07-effdec-run4.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from skimage import io
 
 from vidcolor import data as D
 from vidcolor.color import rgb_to_lab
-from vidcolor.evaluate import image_metrics, resize_rgb, short_side_shape
+from vidcolor.evaluate import image_metrics, photo_at
 from vidcolor.train import readout_rgb
 from vidcolor.weights import load_model
 
@@ -37,13 +35,11 @@ def main() -> None:
     torch.set_num_threads(1)
     train, dev = D.split(D.read_manifest(a.data_dir))
     pool = [it for it in (train if a.side == "train" else dev) if (it.source in THIRD_BATCH) == (a.batch == "new")]
-    pool = sorted(pool, key=lambda it: hashlib.sha1(it.file.encode()).hexdigest())[:a.n]
+    pool = D.sha1_order(pool)[:a.n]
     model = load_model(a.weights)
     ours, grey = [], []
     for it in pool:
-        im = io.imread(a.data_dir / "train" / it.file)
-        im = np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
-        img = resize_rgb(np.ascontiguousarray(im), short_side_shape(im.shape[0], im.shape[1], 256))
+        img = photo_at(a.data_dir / "train" / it.file, 256)
         lab = rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0)
         with torch.no_grad():
             pred = readout_rgb(model, model(D.make_input(lab[:, :1])), lab, 0.38)[0].permute(1, 2, 0).numpy()
