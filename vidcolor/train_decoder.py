@@ -242,10 +242,10 @@ def train_decoder(cfg: DecoderConfig, minutes: float | None = None, steps: int |
             optim.load_state_dict(state["optimizer"])
     if len(top):
         optim.add_param_group({"params": list(top.parameters()), "lr_scale": cfg.encoder_lr})
-    if saved_groups == 2 == len(optim.param_groups) and not grow:
+    if saved_groups == 2 and not grow:  # a phase-2 checkpoint: both groups must be there to load it
+        if len(optim.param_groups) != 2:
+            raise ValueError("this checkpoint trained encoder blocks too: resume it with the same --unfreeze-from")
         optim.load_state_dict(state["optimizer"])
-    elif saved_groups == 2 and not grow:
-        raise ValueError("this checkpoint trained encoder blocks too: resume it with the same --unfreeze-from")
     params = [p for g in optim.param_groups for p in g["params"]]
     ema = build_model(model.config)
     if state:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from vidcolor import data as D
-from vidcolor.color import rgb_to_lab
 from vidcolor.evaluate import image_metrics, photo_at
-from vidcolor.train import readout_rgb
+from vidcolor.settings import DEFAULT_TEMPERATURE
+from vidcolor.train import predict_rgb
 from vidcolor.weights import load_model
 
 THIRD_BATCH = {"intel_scenes", "sun8", "weather4", "flickr8k", "imagenet1k", "imagenetdet"}
@@ -40,10 +40,9 @@ def main() -> None:
     ours, grey = [], []
     for it in pool:
         img = photo_at(a.data_dir / "train" / it.file, 256)
-        lab = rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0)
         with torch.no_grad():
-            pred = readout_rgb(model, model(D.make_input(lab[:, :1])), lab, 0.38)[0].permute(1, 2, 0).numpy()
-        m = image_metrics((pred * 255.0 + 0.5).astype(np.uint8), img)
+            pred = predict_rgb(model, torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0, DEFAULT_TEMPERATURE)
+        m = image_metrics((pred[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8), img)
         ours.append(m["pred"]["psnr"])
         grey.append(m["grey"]["psnr"])
     print(f"{a.side} side, {a.batch} batches, {len(pool)} photos: {np.mean(ours):.2f} dB, grey {np.mean(grey):.2f}, "
