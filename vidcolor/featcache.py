@@ -104,6 +104,11 @@ def items_key(files: list[str]) -> str:
     return hashlib.sha1("\n".join(files).encode()).hexdigest()[:16]
 
 
+def greys_name(stock_greys: bool) -> str:
+    """The name a cache records for its kind of grey: "stock" (film stocks' responses) or "luminance"."""
+    return "stock" if stock_greys else "luminance"
+
+
 def done_count(root: Path, variant: int, n: int | None = None, key: str | None = None,
                greys: str | None = None) -> int:
     """How many rows of variant ``variant`` are written; with ``n``/``key``/``greys``, first check that
@@ -133,7 +138,7 @@ def build_variant(net: EffDecNet, images: list[np.ndarray], root: Path, variant:
     d = root / f"v{variant}"
     d.mkdir(parents=True, exist_ok=True)
     n = len(images)
-    greys = "stock" if stock_greys else "luminance"
+    greys = greys_name(stock_greys)
     start = done_count(root, variant, n, key, greys)
     arrs = open_variant(root, variant, n, size, mode="r+" if start else "w+")
     if start and l_done(root, variant) < start:

@@ -23,8 +23,8 @@ import torch
 from . import data as D
 from .color import AB_SCALE, normalize_l
 from .effnet import TAPS, EffDecNet, load_pretrained_encoder, pool_hints
-from .featcache import (build_l, build_variant, cache_order, done_count, items_key, l_done, open_l, open_variant,
-                        unquantise_l)
+from .featcache import (build_l, build_variant, cache_order, done_count, greys_name, items_key, l_done, open_l,
+                        open_variant, unquantise_l)
 from .model import build_model, default_config
 from .train import WallClock, compute_loss, ema_update, get_lr, periodic, rebalance_from_counts, save_atomic
 
@@ -108,7 +108,7 @@ def pools(cfg: DecoderConfig) -> list[Pool]:
     changes, and extra photos on the dev side are not trained on either."""
     data_dir = Path(cfg.data_dir)
     items = D.read_manifest(data_dir)
-    greys = "stock" if cfg.stock_greys else "luminance"
+    greys = greys_name(cfg.stock_greys)
     out = [Pool(data_dir, D.split(items)[0], Path(cfg.out) / "cache", greys)]
     if cfg.extra_dir:
         extra_dir = Path(cfg.extra_dir)
