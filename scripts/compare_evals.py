@@ -24,7 +24,10 @@ def load_items(path: Path) -> dict[str, dict]:
     """The per-photo rows of one report, by file name."""
     try:
         rep = json.loads(path.read_text())
-        return {r["file"]: r for r in rep["items"]}
+        items = {r["file"]: r for r in rep["items"]}
+        for r in items.values():
+            float(r["pred_psnr"]), float(r["grey_psnr"]), str(r["source"])
+        return items
     except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit(f"error: {path} is not an eval_dev.py --json report ({e})")
 

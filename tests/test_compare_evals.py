@@ -39,5 +39,9 @@ def test_bad_report_is_one_line(tmp_path):
     r = _run(bad, good)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    no_psnr = tmp_path / "np.json"
+    no_psnr.write_text(json.dumps({"items": [{"file": "x__1.jpg", "source": "x"}]}))
+    r = _run(good, no_psnr)
+    assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
     r = _run(good, _report(tmp_path / "h.json", {"y__1.jpg": 20.0}))
     assert r.returncode != 0 and "share no photos" in r.stderr

@@ -26,7 +26,10 @@ def main() -> None:
     ap.add_argument("--prior-alpha", type=float, default=0.05)
     ap.add_argument("--weights", default=None, help="comma-separated share of each checkpoint (default: equal)")
     a = ap.parse_args()
-    w = [1.0 / len(a.ckpts)] * len(a.ckpts) if a.weights is None else [float(x) for x in a.weights.split(",")]
+    try:
+        w = [1.0 / len(a.ckpts)] * len(a.ckpts) if a.weights is None else [float(x) for x in a.weights.split(",")]
+    except ValueError:
+        w = []
     if len(w) != len(a.ckpts) or abs(sum(w) - 1.0) > 1e-6:
         ap.error(f"--weights {a.weights!r}: need {len(a.ckpts)} shares that sum to 1")
     states = [torch.load(p, map_location="cpu", weights_only=True) for p in a.ckpts]
