@@ -20,14 +20,11 @@ from pathlib import Path
 import numpy as np
 
 
-def load_items(path: Path) -> dict[str, dict]:
-    """The per-photo rows of one report, by file name."""
+def load_items(path: Path) -> dict[str, tuple[str, float, float]]:
+    """(source, PSNR, grey PSNR) of each photo of one report, by file name."""
     try:
         rep = json.loads(path.read_text())
-        items = {r["file"]: r for r in rep["items"]}
-        for r in items.values():
-            float(r["pred_psnr"]), float(r["grey_psnr"]), str(r["source"])
-        return items
+        return {r["file"]: (str(r["source"]), float(r["pred_psnr"]), float(r["grey_psnr"])) for r in rep["items"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit(f"error: {path} is not an eval_dev.py --json report ({e})")
 
@@ -52,15 +49,15 @@ def main() -> None:
         sys.exit(f"error: {a.base} and {a.new} share no photos")
     if len(files) < max(len(base), len(new)):
         print(f"note: comparing the {len(files)} photos both hold ({len(base)} and {len(new)} in the reports)")
-    d = np.array([new[f]["pred_psnr"] - base[f]["pred_psnr"] for f in files])
+    b = np.array([base[f][1] for f in files])
+    d = np.array([new[f][1] for f in files]) - b
     mean, se, lo, hi = paired_stats(d)
-    print(f"photos {len(files)}: base {np.mean([base[f]['pred_psnr'] for f in files]):.2f} dB, "
-          f"new {np.mean([new[f]['pred_psnr'] for f in files]):.2f} dB")
+    print(f"photos {len(files)}: base {b.mean():.2f} dB, new {(b + d).mean():.2f} dB")
     print(f"difference {mean:+.2f} dB, paired SE {se:.2f}, 95% bootstrap interval [{lo:+.2f}, {hi:+.2f}]; "
           f"better on {(d > 0).sum()}, worse on {(d < 0).sum()}")
     by_source: dict[str, list[float]] = defaultdict(list)
     for f, x in zip(files, d):
-        by_source[base[f]["source"]].append(float(x))
+        by_source[base[f][0]].append(float(x))
     src = np.array([np.mean(v) for v in by_source.values()])
     smean, sse, slo, shi = paired_stats(src)
     print(f"over {len(src)} sources: {smean:+.2f} dB, SE {sse:.2f}, 95% interval [{slo:+.2f}, {shi:+.2f}]")
@@ -71,8 +68,7 @@ def main() -> None:
     print("most changed photos (grey / base / new):")
     for i in picks:
         f = files[i]
-        print(f"  {f[:48]:48s} {base[f]['grey_psnr']:6.2f} {base[f]['pred_psnr']:6.2f} {new[f]['pred_psnr']:6.2f}"
-              f"  {d[i]:+.2f}")
+        print(f"  {f[:48]:48s} {base[f][2]:6.2f} {base[f][1]:6.2f} {new[f][1]:6.2f}  {d[i]:+.2f}")
 
 
 if __name__ == "__main__":

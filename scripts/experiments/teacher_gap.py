@@ -40,8 +40,7 @@ def main() -> None:
     ours, grey = [], []
     for it in pool:
         img = photo_at(a.data_dir / "train" / it.file, 256)
-        with torch.no_grad():
-            pred = predict_rgb(model, torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0, DEFAULT_TEMPERATURE)
+        pred = predict_rgb(model, torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0, DEFAULT_TEMPERATURE)
         m = image_metrics((pred[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8), img)
         ours.append(m["pred"]["psnr"])
         grey.append(m["grey"]["psnr"])
