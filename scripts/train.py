@@ -61,18 +61,30 @@ def main() -> None:
     p.add_argument("--damp", type=parse_damp, default=None, metavar="SRC=X,...",
                    help="scale these sources' sampling shares (default lfw=0.5,clothing=0.5; "
                         "on resume, changes the saved value), e.g. lfw=0.2,clothing=0.25")
+    p.add_argument("--stock", type=float, default=None,
+                   help="share of inputs whose grey is an orthochromatic or panchromatic film stock's "
+                        "(default 0; on resume, changes the saved value)")
+    p.add_argument("--init-from", default="",
+                   help="a new run starts from this training checkpoint's EMA weights (its own arch), with a "
+                        "fresh optimizer: e.g. weights/effdec-train.pt, to train effdec end to end")
+    p.add_argument("--encoder-lr", type=float, default=0.1,
+                   help="a new run's learning-rate share for a pretrained encoder (effdec)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bfloat16 autocast)")
+    p.add_argument("--workers", type=int, default=0, help="processes that make batches ahead (for a GPU)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
     # settings given on the command line; the rest keep TrainConfig's defaults (or, on resume, the saved values)
-    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp", "crop", "film")
-                 if getattr(a, k) is not None}
+    overrides = {k: getattr(a, k) for k in ("regress", "max_steps", "hint_p_none", "rebalance", "damp", "crop", "film",
+                                            "stock") if getattr(a, k) is not None}
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, lr=a.lr,
-                      eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, **overrides)
+                      eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, init_from=a.init_from,
+                      encoder_lr=a.encoder_lr, **overrides)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(a.resume_from, ckpt_path)  # train() then resumes from it as from its own
-    ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, overrides=overrides)
+    ckpt = train(cfg, minutes=a.minutes, steps=a.steps, progress=not a.quiet, overrides=overrides, device=a.device,
+                 workers=a.workers)
     if a.export:
         export_weights(ckpt, a.export)
         print(f"wrote {a.export}")

@@ -114,16 +114,18 @@ def test_damp_changes_sampling_and_rejects_unknown_sources(tiny_photos, tmp_path
         train(bad, steps=1, progress=False)
 
 
-def test_film_damage_changes_only_the_input_l():
-    """Film damage (vidcolor.film) touches the network's L alone: the truth, the crops and the hints
-    are those of the same batch drawn without it, and a share of 0 changes nothing."""
+@pytest.mark.parametrize("kind", ["film", "stock"])
+def test_film_damage_and_stock_greys_change_only_the_input_l(kind):
+    """Film damage (vidcolor.film.degrade_l) and a film stock's grey (spectral_l) touch the network's
+    L alone: the truth, the crops and the hints are those of the same batch drawn without them, and
+    a share of 0 changes nothing."""
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
     probs = np.full(3, 1 / 3)
     lab0, x0 = D.make_batch(images, probs, 8, 32, np.random.default_rng(5), p_none=0.0)
-    lab1, x1 = D.make_batch(images, probs, 8, 32, np.random.default_rng(5), p_none=0.0, film=1.0)
+    lab1, x1 = D.make_batch(images, probs, 8, 32, np.random.default_rng(5), p_none=0.0, **{kind: 1.0})
     assert torch.equal(lab0, lab1) and torch.equal(x0[:, 1:], x1[:, 1:])
-    assert (x0[:, 0] - x1[:, 0]).abs().flatten(1).amax(1).min() > 0.01  # every image was damaged
+    assert (x0[:, 0] - x1[:, 0]).abs().flatten(1).amax(1).min() > 0.01  # every image's L changed
     from vidcolor.color import normalize_l
     assert torch.equal(x0[:, :1], normalize_l(lab0[:, :1]))
 
@@ -161,3 +163,44 @@ def test_eval_items_fixed_order_dev_only_and_clear_errors(tmp_path):
         D.load_rgb(tmp_path / "train" / "bad__x.png")
     with pytest.raises(VidcolorError, match="no train/ folder"):
         D.eval_items(tmp_path / "nowhere")
+
+
+def test_worker_processes_draw_the_batches_of_the_main_process(tiny_photos):
+    from vidcolor.train import batch_for_step, batches
+
+    images = D.load_images(tiny_photos, D.read_manifest(tiny_photos), progress=False)
+    probs = np.full(len(images), 1 / len(images))
+    cfg = _cfg(tiny_photos, tiny_photos / "o")
+    cfg.film, cfg.stock = 0.5, 0.5
+    feed = batches(images, probs, cfg, start=3, workers=2)
+    made = [next(feed) for _ in range(3)]
+    feed.close()
+    for step, (lab, x) in zip((3, 4, 5), made):
+        lab_ref, x_ref = batch_for_step(images, probs, cfg, step)
+        assert torch.equal(lab, lab_ref) and torch.equal(x, x_ref)
+    assert not torch.equal(made[0][1], made[1][1])
+
+
+def test_init_from_starts_a_new_run_from_the_ema_weights(tiny_photos, tmp_path):
+    """--init-from: step 0, the source's EMA weights and arch, a fresh optimizer with the pretrained
+    encoder's group at encoder_lr times the rate; an exported (slim) file is refused."""
+    from vidcolor.train import export_weights
+
+    src_cfg = _cfg(tiny_photos, tmp_path / "src")
+    src_cfg.arch = "effdec"
+    src = torch.load(train(src_cfg, steps=2, progress=False), weights_only=True)
+    cfg = _cfg(tiny_photos, tmp_path / "e2e")
+    cfg.init_from, cfg.encoder_lr = str(tmp_path / "src" / "ckpt.pt"), 0.25
+    st = torch.load(train(cfg, steps=0, progress=False), weights_only=True)
+    assert st["step"] == 0 and st["config"]["arch"] == "effdec"
+    for k, v in src["ema"].items():
+        assert torch.equal(v, st["model"][k]), k
+    st = torch.load(train(cfg, steps=1, progress=False), weights_only=True)  # resumes its own checkpoint
+    groups = st["optimizer"]["param_groups"]
+    assert st["step"] == 1 and len(groups) == 2
+    assert groups[1]["lr"] == pytest.approx(0.25 * groups[0]["lr"])
+    export_weights(tmp_path / "src" / "ckpt.pt", tmp_path / "slim.pt")
+    bad = _cfg(tiny_photos, tmp_path / "bad")
+    bad.init_from = str(tmp_path / "slim.pt")
+    with pytest.raises(ValueError, match="training checkpoint"):
+        train(bad, steps=1, progress=False)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .color import rgb_to_lab
 from .errors import VidcolorError
-from .film import degrade_l
+from .film import degrade_l, spectral_l
 
 DEV_MODULUS = 20  # 1 in 20 photos (5%) is held out for evaluation
 
@@ -157,12 +157,14 @@ def add_patches(ab: torch.Tensor, hint: torch.Tensor, mask: torch.Tensor, i: int
 
 def make_batch(images: list[np.ndarray], probs: np.ndarray, batch: int, size: int,
                rng: np.random.Generator, hints: bool = True,
-               p_none: float = 0.5, film: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               p_none: float = 0.5, film: float = 0.0, stock: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample a training batch: returns (Lab ground truth (N,3,S,S), network input (N,4,S,S)).
 
     ``p_none`` is the share of images given no hints (see :func:`simulate_hints`); ``film`` the
     share whose input L gets film-like damage (:func:`vidcolor.film.degrade_l`; the truth keeps
-    the photo's L). With ``film`` 0 the batch is the one earlier versions drew for this ``rng``.
+    the photo's L); ``stock`` the share whose input grey is what a film stock records, half of
+    them orthochromatic and half panchromatic (:func:`vidcolor.film.spectral_l`). With ``film``
+    and ``stock`` 0 the batch is the one earlier versions drew for this ``rng``.
     """
     idx = rng.choice(len(images), size=batch, p=probs)
     rgb = torch.stack([random_crop(images[i], size, rng) for i in idx])
@@ -172,6 +174,8 @@ def make_batch(images: list[np.ndarray], probs: np.ndarray, batch: int, size: in
     else:
         hint, mask = torch.zeros_like(lab[:, 1:]), torch.zeros_like(lab[:, :1])
     L = lab[:, :1]
+    if stock > 0:  # drawn after the crops and hints, so those stay the ones a run without it draws
+        L = spectral_l(rgb, np.random.default_rng(rng.integers(2 ** 63)), p_pan=stock / 2, p_ortho=stock / 2)
     if film > 0:  # drawn last, so the crops and hints are those of a run without it
         L = degrade_l(L, np.random.default_rng(rng.integers(2 ** 63)), film)
     return lab, make_input(L, hint, mask)

@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,6 +57,16 @@ class TrainConfig:
     # Share of training images whose input L gets film-like damage (vignette, uneven exposure,
     # tone, softness, grain: vidcolor.film). Users colour old film; the photos are clean.
     film: float = 0.5
+    # Share of training inputs whose grey is what an orthochromatic or panchromatic stock records
+    # (vidcolor.film.spectral_l) instead of the photo's luminance: old film renders red dark and blue light.
+    stock: float = 0.0
+    # A new run may start from another training checkpoint's EMA weights, at step 0 with a fresh
+    # optimizer: e.g. effdec trained end to end from the decoder that scripts/train_effdec.py trained
+    # on the frozen encoder's cached features. "" = from scratch.
+    init_from: str = ""
+    # Learning-rate share of a pretrained encoder's weights (effdec's ImageNet encoder): a low share
+    # adapts it to greys without losing what it learned from colour photos.
+    encoder_lr: float = 0.1
     seed: int = 1234
     eval_every: int = 1000
     ckpt_every_s: float = 300.0
@@ -100,7 +110,7 @@ def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float =
     d = torch.cdist(flat, bins)
     dk, ik = d.topk(k, dim=1, largest=False)
     wk = torch.softmax(-dk ** 2 / (2 * sigma ** 2), dim=1)
-    tgt = torch.zeros(flat.shape[0], len(bins)).scatter_(1, ik, wk)
+    tgt = torch.zeros(flat.shape[0], len(bins), device=flat.device).scatter_(1, ik, wk)
     return tgt.view(n, h, w, -1).permute(0, 3, 1, 2), ik[:, 0].view(n, h, w)
 
 
@@ -164,10 +174,12 @@ def readout_rgb(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, temperat
 def quick_eval(model: Colorizer, images: list[np.ndarray], temperature: float = 0.38) -> dict[str, float]:
     """Mean PSNR, grey-baseline PSNR and colourfulness ratio on a few dev photos."""
     model.eval()
+    device = next(model.parameters()).device
     ps, base, cf, cf_gt = [], [], [], []
     for img in images:
         rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
-        out = (predict_rgb(model, rgb, temperature)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        out = predict_rgb(model, rgb.to(device), temperature)[0].permute(1, 2, 0).cpu().numpy()
+        out = (out * 255 + 0.5).astype(np.uint8)
         grey = predict_rgb_grey(rgb)
         ps.append(psnr(out, img))
         base.append(psnr(grey, img))
@@ -225,6 +237,65 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             pe.copy_(pm)
 
 
+def param_groups(model: Colorizer, encoder_lr: float) -> list[dict]:
+    """The optimizer's parameter groups: a pretrained encoder (``model.net.encoder``), if the net
+    has one, in its own group at ``encoder_lr`` times the rate (``lr_scale``); all else in one group."""
+    enc = getattr(model.net, "encoder", None)
+    if not isinstance(enc, torch.nn.Module):
+        return [{"params": list(model.parameters())}]
+    ids = {id(q) for q in enc.parameters()}
+    return [{"params": [q for q in model.parameters() if id(q) not in ids]},
+            {"params": list(enc.parameters()), "lr_scale": encoder_lr}]
+
+
+_WORKER_DATA: tuple = ()
+
+
+def _init_worker(images: list[np.ndarray], probs: np.ndarray, cfg: "TrainConfig") -> None:
+    global _WORKER_DATA
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (checkpoint)
+    torch.set_num_threads(1)
+    _WORKER_DATA = (images, probs, cfg)
+
+
+def batch_for_step(images: list[np.ndarray], probs: np.ndarray, cfg: "TrainConfig",
+                   step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step ``step``'s batch: its own seed, so a resumed run, or one made by workers, draws the same."""
+    rng = np.random.default_rng([cfg.seed, step])
+    return D.make_batch(images, probs, cfg.batch, cfg.crop, rng, hints=cfg.hints, p_none=cfg.hint_p_none,
+                        film=cfg.film, stock=cfg.stock)
+
+
+def _worker_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch_for_step(*_WORKER_DATA, step)
+
+
+def batches(images: list[np.ndarray], probs: np.ndarray, cfg: "TrainConfig", start: int, workers: int = 0):
+    """Batches for steps ``start``, ``start + 1``, ...; with ``workers`` > 0 made ahead in forked
+    processes (a GPU steps faster than one core draws crops, Lab and film damage)."""
+    if workers <= 0:
+        step = start
+        while True:
+            yield batch_for_step(images, probs, cfg, step)
+            step += 1
+    import multiprocessing as mp
+    from collections import deque
+
+    pool = mp.get_context("fork").Pool(workers, _init_worker, (images, probs, cfg))
+    ahead = deque(pool.apply_async(_worker_batch, (s,)) for s in range(start, start + 2 * workers))
+    step = start + 2 * workers
+    try:
+        while True:
+            yield ahead.popleft().get()
+            ahead.append(pool.apply_async(_worker_batch, (step,)))
+            step += 1
+    finally:  # let the batches made ahead finish: terminating a pool with tasks in flight can fail
+        for r in ahead:
+            r.wait()
+        pool.close()
+        pool.join()
+
+
 def save_atomic(obj: dict, path: Path | str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -233,11 +304,13 @@ def save_atomic(obj: dict, path: Path | str) -> None:
 
 
 def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = None, progress: bool = True,
-          overrides: dict[str, Any] | None = None) -> Path:
+          overrides: dict[str, Any] | None = None, device: str = "cpu", workers: int = 0) -> Path:
     """Train (or resume) until ``minutes`` of wall time or ``steps`` more steps have passed.
 
     A resumed run keeps its saved config; ``overrides`` names the fields the user changed on
     purpose (for example a loss weight), which are then recorded in the checkpoint's history.
+    On ``device`` "cuda" the network runs in bfloat16 autocast (the loss in float32); ``workers``
+    processes make the batches ahead. Neither changes which batches are drawn.
     """
     from tqdm import tqdm
 
@@ -258,9 +331,19 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         cfg = TrainConfig(**{**known, **changed, "out": cfg.out, "data_dir": cfg.data_dir, "threads": cfg.threads})
         print(f"resuming {ckpt_path} at step {state['step']}" + (f" with {changed}" if changed else ""))
     torch.manual_seed(cfg.seed)
-    model = build_model(state["config"] if state else default_config(cfg.arch))
+    init = None
+    if state is None and cfg.init_from:
+        init = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+        if "ema" not in init:  # an exported file may hold a temperature folded into its last layer
+            raise ValueError(f"init_from needs a training checkpoint (with EMA weights): {cfg.init_from}")
+        cfg = replace(cfg, arch=init["config"]["arch"])
+    model = build_model(state["config"] if state else init["config"] if init else default_config(cfg.arch))
+    if init:
+        model.load_state_dict(init["ema"])
     ema = build_model(model.config)
-    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.to(device)
+    ema.to(device)
+    optim = torch.optim.AdamW(param_groups(model, cfg.encoder_lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     images = D.load_images(data_dir, train_items, progress)
     dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
     unknown = set(cfg.damp) - {it.source for it in train_items}
@@ -277,7 +360,8 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     else:
         ema.load_state_dict(model.state_dict())
     if model.kind == "classify" and (state is None or "rebalance" in changed):  # a new lambda needs its own prior
-        rebal = estimate_rebalance(images, model.bins, cfg.rebalance, np.random.default_rng(cfg.seed))
+        rebal = estimate_rebalance(images, model.bins.cpu(), cfg.rebalance, np.random.default_rng(cfg.seed))
+    rebal_on = rebal.to(device) if rebal is not None else None
     step = state["step"] if state else 0
     clock = WallClock(state["wall_seconds"] if state else 0.0)
     history = state["history"] if state else []
@@ -301,17 +385,18 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         stop["signal"] = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    feed = batches(images, probs, cfg, step, workers)
     while stop["signal"] is None:
         elapsed = time.time() - t_start
         if (minutes is not None and elapsed >= minutes * 60) or (stop_step is not None and step >= stop_step):
             break
-        rng = np.random.default_rng([cfg.seed, step])  # per-step seed: resuming replays the same batches
-        lab, x = D.make_batch(images, probs, cfg.batch, cfg.crop, rng, hints=cfg.hints,
-                              p_none=cfg.hint_p_none, film=cfg.film)
+        lab, x = (t.to(device, non_blocking=True) for t in next(feed))
         lr = get_lr(step, cfg)
         for g in optim.param_groups:
-            g["lr"] = lr
-        loss = compute_loss(model, model(x), lab, rebal, cfg.regress)
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+            out = model(x)
+        loss = compute_loss(model, out, lab, rebal_on, cfg.regress)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -321,6 +406,7 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
         periodic(step, loss.item(), cfg, clock, ema, dev_images, history, checkpoint)
+    feed.close()
     clock.lap()
     checkpoint()
     bar.close()
