@@ -158,6 +158,12 @@ def run(a: argparse.Namespace) -> dict:
     weights = Path(a.weights) if a.weights else default_weights_path()
     model = load_model(weights)
     state = load_checkpoint(weights)
+    # A file exported with a temperature T0 has its logits scaled by 0.38 / T0 (export_weights), so the
+    # product's 0.38 reads it at T0. --temperature names the readout a user gets: scale it the same way.
+    folded = state.get("readout_temperature")
+    scale = DEFAULT_TEMPERATURE / folded if folded else 1.0
+    t_apply = a.temperature * scale if a.temperature_given else a.temperature
+    effective = t_apply / scale
     items = D.eval_items(Path(a.data_dir), a.split, a.limit)
     sheet_names = pick_sheet(items, a.sheet_count) if a.sheet else set()
     sheet_rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -171,7 +177,7 @@ def run(a: argparse.Namespace) -> dict:
             rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
             hint, mask = point_hints(rgb_to_lab(rgb)[:, 1:], a.hints, np.random.default_rng([HINT_SEED, key]))
         damage = np.random.default_rng([a.film, key]) if a.film is not None else None
-        ours = colour_photo(model, img, a.temperature, hint, mask, damage, a.stock)
+        ours = colour_photo(model, img, t_apply, hint, mask, damage, a.stock)
         m = image_metrics(ours, img)
         rows.append({"file": it.file, "source": it.source,
                      **{f"{who}_{k}": v for who, d in m.items() for k, v in d.items()}})
@@ -187,7 +193,7 @@ def run(a: argparse.Namespace) -> dict:
                 for who in ("pred", "grey")}
     report = {
         "weights": str(weights), "sha256": sha256_file(weights), "arch": model.config["arch"],
-        "step": state.get("step"), "temperature": a.temperature, "hints": a.hints, "film": a.film, "stock": a.stock,
+        "step": state.get("step"), "temperature": round(effective, 4), "hints": a.hints, "film": a.film, "stock": a.stock,
         "short_side": a.short_side,
         "n": len(rows), "seconds": round(seconds, 1),
         "averaging": (f"per-image mean over {len(rows)} dev photos, each resized to short side {a.short_side} px; "
@@ -225,8 +231,10 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="weights file (default: the shipped weights/vidcolor.pt)")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--temperature", type=float, default=None,
-                   help="annealed-mean readout temperature (classifier archs; lower = more vivid); default: "
-                        f"the product's, {DEFAULT_TEMPERATURE} automatic or {DEFAULT_GUIDED_TEMPERATURE} with --hints")
+                   help="annealed-mean readout temperature (classifier archs; lower = more vivid), as a user "
+                        "gets it: on a file exported with a temperature folded in, the same readout; default: "
+                        f"the product's, {DEFAULT_TEMPERATURE} automatic or {DEFAULT_GUIDED_TEMPERATURE} with --hints "
+                        "(on such a file, its own temperature)")
     p.add_argument("--split", choices=("dev", "all"), default="dev",
                    help="dev: the 1-in-20 dev split of --data-dir; all: every photo in it (the test split)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dev photos (fixed order)")
@@ -250,6 +258,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
+    a.temperature_given = a.temperature is not None
     if a.temperature is None:  # as `vidcolor` reads out a frame with and without hints
         a.temperature = DEFAULT_GUIDED_TEMPERATURE if a.hints else DEFAULT_TEMPERATURE
     try:
@@ -260,6 +269,10 @@ def main() -> None:
         if a.readouts:
             if not a.rebalance_from:
                 raise VidcolorError("--readouts needs --rebalance-from TRAINING_CHECKPOINT")
+            folded = load_checkpoint(Path(a.weights) if a.weights else default_weights_path()).get("readout_temperature")
+            if folded:
+                raise VidcolorError(f"--readouts needs weights exported without a temperature (this file has T {folded} "
+                                    "folded into its logits): export_weights(ckpt, dest)")
             print(sweep_readouts(a))
             return
         r = run(a)

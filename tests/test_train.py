@@ -184,7 +184,7 @@ def test_worker_processes_draw_the_batches_of_the_main_process(tiny_photos):
 def test_init_from_starts_a_new_run_from_the_ema_weights(tiny_photos, tmp_path):
     """--init-from: step 0, the source's EMA weights and arch, a fresh optimizer with the pretrained
     encoder's group at encoder_lr times the rate; an exported (slim) file is refused."""
-    from vidcolor.train import export_weights
+    from vidcolor.train import export_weights, slim_checkpoint
 
     src_cfg = _cfg(tiny_photos, tmp_path / "src")
     src_cfg.arch = "effdec"
@@ -199,8 +199,47 @@ def test_init_from_starts_a_new_run_from_the_ema_weights(tiny_photos, tmp_path):
     groups = st["optimizer"]["param_groups"]
     assert st["step"] == 1 and len(groups) == 2
     assert groups[1]["lr"] == pytest.approx(0.25 * groups[0]["lr"])
-    export_weights(tmp_path / "src" / "ckpt.pt", tmp_path / "slim.pt")
+    export_weights(tmp_path / "src" / "ckpt.pt", tmp_path / "exported.pt")
     bad = _cfg(tiny_photos, tmp_path / "bad")
-    bad.init_from = str(tmp_path / "slim.pt")
+    bad.init_from = str(tmp_path / "exported.pt")
     with pytest.raises(ValueError, match="training checkpoint"):
         train(bad, steps=1, progress=False)
+    # a slim checkpoint (EMA only, here in float16) starts a run too, with those weights rounded
+    slim_checkpoint(tmp_path / "src" / "ckpt.pt", tmp_path / "slim.pt", half=True)
+    assert "optimizer" not in torch.load(tmp_path / "slim.pt", weights_only=True)
+    cfg = _cfg(tiny_photos, tmp_path / "from-slim")
+    cfg.init_from = str(tmp_path / "slim.pt")
+    st = torch.load(train(cfg, steps=0, progress=False), weights_only=True)
+    for k, v in src["ema"].items():
+        assert torch.equal(v.half().to(v.dtype) if v.is_floating_point() else v, st["model"][k]), k
+
+
+def test_eval_dev_temperature_is_the_users_readout_on_a_folded_file(tiny_photos, tmp_path):
+    """eval_dev --temperature T on a file exported with T folded in equals T on the plain export
+    (a second scaling once read it at 0.6 * 0.6 / 0.38), and the sweep refuses a folded file."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vidcolor.train import export_weights
+
+    ckpt = train(_cfg(tiny_photos, tmp_path / "t"), steps=2, progress=False)
+    export_weights(ckpt, tmp_path / "plain.pt")
+    export_weights(ckpt, tmp_path / "folded.pt", temperature=0.6)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "eval_dev.py"
+
+    def psnrs(weights: str, *extra: str) -> list[float]:
+        out = tmp_path / f"{Path(weights).stem}{len(extra)}.json"
+        subprocess.run([sys.executable, str(script), "--weights", weights, "--data-dir", str(tiny_photos),
+                        "--split", "all", "--quiet", "--short-side", "48", "--json", str(out), *extra],
+                       check=True, capture_output=True)
+        return [r["pred_psnr"] for r in json.loads(out.read_text())["items"]]
+
+    plain = psnrs(str(tmp_path / "plain.pt"), "--temperature", "0.6")
+    assert psnrs(str(tmp_path / "folded.pt"), "--temperature", "0.6") == pytest.approx(plain, abs=1e-3)
+    assert psnrs(str(tmp_path / "folded.pt")) == pytest.approx(plain, abs=1e-3)  # its own T by default
+    assert psnrs(str(tmp_path / "plain.pt")) != pytest.approx(plain, abs=1e-3)   # 0.38 is another readout
+    r = subprocess.run([sys.executable, str(script), "--weights", str(tmp_path / "folded.pt"), "--readouts", "0:0.5",
+                        "--rebalance-from", str(ckpt), "--data-dir", str(tiny_photos)], capture_output=True, text=True)
+    assert r.returncode != 0 and "folded" in r.stderr and "Traceback" not in r.stderr
