@@ -417,6 +417,17 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     return ckpt_path
 
 
+def slim_checkpoint(ckpt_path: Path | str, dest: Path | str, half: bool = False) -> None:
+    """Write a training checkpoint without its optimizer and raw weights: the config, EMA weights
+    (``half``: as float16, half the size), rebalancing prior, step, wall time, recipe and history.
+    ``--init-from`` starts a new run from it and :func:`export_weights` exports it, so a run on a
+    lent GPU can come back in one small file (that machine returns files of at most 16 MiB)."""
+    st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ema = {k: v.half() if half and v.is_floating_point() else v for k, v in st["ema"].items()}
+    keep = ("config", "rebalance", "step", "wall_seconds", "train_config", "history")
+    save_atomic({**{k: st[k] for k in keep if k in st}, "ema": ema}, dest)
+
+
 def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0, temperature: float | None = None) -> None:
     """Write the slim inference file: config + EMA weights + training facts.
 
