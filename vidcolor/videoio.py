@@ -89,11 +89,12 @@ def _bit_depth(fmt: av.VideoFormat | None) -> int:
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    for sd in frame.side_data:
-        if sd.type.name == "DISPLAYMATRIX" and len(bytes(sd)) == 36:
-            m = tuple(int(x) for x in np.frombuffer(bytes(sd), dtype=np.int32))
-            return None if m == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30) else m  # identity: nothing to keep
-    return None
+    # Look it up by name: iterating side_data yields the entries up to PyAV 18.1.0 and their types from 18.1.1.
+    sd = frame.side_data.get("DISPLAYMATRIX")
+    if sd is None or len(bytes(sd)) != 36:
+        return None
+    m = tuple(int(x) for x in np.frombuffer(bytes(sd), dtype=np.int32))
+    return None if m == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30) else m  # identity: nothing to keep
 
 
 def _first_frame(c: av.container.InputContainer, v: av.video.stream.VideoStream,
