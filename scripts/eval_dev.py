@@ -129,6 +129,9 @@ def sweep_readouts(a: argparse.Namespace) -> str:
 
     torch.set_num_threads(a.threads)
     model = load_model(Path(a.weights) if a.weights else default_weights_path())
+    if model.readout_temperature:  # the sweep's T and alpha apply to unscaled logits
+        raise VidcolorError(f"--readouts needs weights exported without a temperature (this file has T "
+                            f"{model.readout_temperature} folded into its logits): export_weights(ckpt, dest)")
     logw = torch.load(a.rebalance_from, map_location="cpu", weights_only=True)["rebalance"].float().log()
     rows: dict[tuple[float, float], list[dict]] = {r: [] for r in a.readouts}
     for it in tqdm(D.eval_items(Path(a.data_dir), a.split, a.limit), disable=a.quiet, leave=False):
@@ -160,7 +163,7 @@ def run(a: argparse.Namespace) -> dict:
     state = load_checkpoint(weights)
     # A file exported with a temperature T0 has its logits scaled by 0.38 / T0 (export_weights), so the
     # product's 0.38 reads it at T0. --temperature names the readout a user gets: scale it the same way.
-    folded = state.get("readout_temperature")
+    folded = model.readout_temperature
     scale = DEFAULT_TEMPERATURE / folded if folded else 1.0
     t_apply = a.temperature * scale if a.temperature_given else a.temperature
     effective = t_apply / scale
@@ -269,10 +272,6 @@ def main() -> None:
         if a.readouts:
             if not a.rebalance_from:
                 raise VidcolorError("--readouts needs --rebalance-from TRAINING_CHECKPOINT")
-            folded = load_checkpoint(Path(a.weights) if a.weights else default_weights_path()).get("readout_temperature")
-            if folded:
-                raise VidcolorError(f"--readouts needs weights exported without a temperature (this file has T {folded} "
-                                    "folded into its logits): export_weights(ckpt, dest)")
             print(sweep_readouts(a))
             return
         r = run(a)

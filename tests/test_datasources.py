@@ -48,3 +48,24 @@ def test_rcc_file_reads_plain_and_zlib_members():
         rcc_file(blob, ":/pics/c.png")
     with pytest.raises(ValueError, match="Qt resource"):
         rcc_file(b"PK\x03\x04" + blob[4:], ":/pics/a.webp")
+
+
+def test_package_file_reads_one_member_of_a_cached_wheel_or_sdist(tmp_path):
+    import io
+    import tarfile
+    import zipfile
+
+    import pytest
+
+    from vidcolor.datasources import package_file
+
+    with zipfile.ZipFile(tmp_path / "demo_pkg-1.0-py3-none-any.whl", "w") as zf:
+        zf.writestr("demo_pkg/photo.jpg", b"wheel bytes")
+    with tarfile.open(tmp_path / "demo_pkg-1.0.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("demo_pkg-1.0/tests/photo.jpg")
+        info.size = len(b"sdist bytes")
+        tf.addfile(info, io.BytesIO(b"sdist bytes"))
+    assert package_file("wheel", "demo-pkg==1.0", "demo_pkg/photo.jpg", tmp_path) == b"wheel bytes"
+    assert package_file("sdist", "demo-pkg==1.0", "demo_pkg-1.0/tests/photo.jpg", tmp_path) == b"sdist bytes"
+    with pytest.raises(ValueError, match="rpm"):
+        package_file("rpm", "demo-pkg==1.0", "x", tmp_path)

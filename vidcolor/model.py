@@ -260,6 +260,9 @@ class Colorizer(nn.Module):
             self.register_buffer("readout_bias", torch.zeros(len(bins)), persistent=False)
         self.net = _CLASSES[arch](**kwargs)
         self.kind = self.net.kind
+        # The temperature folded into the last layer when the file was exported (train.export_weights),
+        # or None: reading out at DEFAULT_TEMPERATURE then gives that temperature (weights.load_model).
+        self.readout_temperature: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

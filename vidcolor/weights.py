@@ -57,6 +57,7 @@ def load_model(path: Path | str | None = None) -> Colorizer:
         model.load_state_dict(state["model"])
         if "readout_bias" in state:  # see Colorizer.readout_bias
             model.readout_bias.copy_(state["readout_bias"])
+        model.readout_temperature = state.get("readout_temperature")
     except (ValueError, KeyError, RuntimeError, TypeError) as e:
         raise VidcolorError(f"weights file does not match its model config: {path} ({e})".splitlines()[0]) from None
     return model.eval()
