@@ -69,3 +69,22 @@ def test_package_file_reads_one_member_of_a_cached_wheel_or_sdist(tmp_path):
     assert package_file("sdist", "demo-pkg==1.0", "demo_pkg-1.0/tests/photo.jpg", tmp_path) == b"sdist bytes"
     with pytest.raises(ValueError, match="rpm"):
         package_file("rpm", "demo-pkg==1.0", "x", tmp_path)
+
+
+def test_download_deb_names_the_cure_when_apt_lacks_the_version(tmp_path, monkeypatch):
+    """A fresh machine's stale package lists miss a pinned security update: one clear line, no traceback."""
+    import subprocess
+
+    import pytest
+
+    from vidcolor import datasources
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or subprocess.CompletedProcess(args, 100))
+    with pytest.raises(SystemExit, match=r"could not download imagemagick-6-doc=8:6\.9.*apt-get update"):
+        datasources.download_deb("imagemagick-6-doc=8:6.9.11.60+dfsg-1.6+deb12u16", tmp_path)
+    assert calls and calls[0][:2] == ["apt-get", "download"]
+    (tmp_path / "imagemagick-6-doc_8%3a6.9_all.deb").write_bytes(b"")  # cached: apt is not asked again
+    calls.clear()
+    assert datasources.download_deb("imagemagick-6-doc=8:6.9.11.60+dfsg-1.6+deb12u16", tmp_path).exists()
+    assert not calls

@@ -121,8 +121,7 @@ def held_out_index(cache: Path) -> Index:
         idx.p, idx.d, idx.names = json.loads(saved.read_text())
         return idx
     for pkg in HELD_OUT_DEBS:
-        if not list(cache.glob(f"{pkg}_*.deb")):
-            subprocess.run(["apt-get", "download", "-qq", pkg], cwd=cache, check=True)
+        download_deb(pkg, cache)
     for spec, sdist in HELD_OUT_PYPI:
         fetch(spec, cache, sdist=sdist)
     for path in sorted(cache.iterdir()):
@@ -170,11 +169,14 @@ def train_index(data_dir: Path) -> Index:
 
 
 def download_deb(spec: str, cache: Path) -> Path:
-    """The .deb of ``spec`` (``name=version``) in ``cache``, fetched with apt-get download if absent."""
+    """The .deb of ``spec`` (``name`` or ``name=version``) in ``cache``, fetched with apt-get download
+    if absent. A fresh machine's package lists may not know the pinned version yet (security updates
+    move on), so a failed download names the package and the cure instead of a traceback."""
     name = spec.split("=")[0]
     found = list(cache.glob(f"{name}_*.deb"))
     if not found:
-        subprocess.run(["apt-get", "download", "-q", spec], cwd=cache, check=True)
+        if subprocess.run(["apt-get", "download", "-q", spec], cwd=cache).returncode != 0:
+            raise SystemExit(f"apt-get could not download {spec}: run `apt-get update` and try again")
         found = list(cache.glob(f"{name}_*.deb"))
     return found[0]
 
