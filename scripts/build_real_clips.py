@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
-import zipfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -44,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from vidcolor import datasources as ds
-from vidcolor.datasources import fetch, fetch_deb, parser, write_csv
+from vidcolor.datasources import package_file, parser, write_csv
 
 from vidcolor.testclips import write_rgb_video
 
@@ -99,10 +98,7 @@ CLIPS = [
 
 def clip_bytes(clip: Clip, cache: Path) -> bytes:
     """The clip's file as shipped, from the wheel or the unpacked Debian package."""
-    if clip.debian:
-        return (fetch_deb(clip.package, cache) / clip.path).read_bytes()
-    with zipfile.ZipFile(fetch(clip.package, cache)) as zf:
-        return zf.read(clip.path)
+    return package_file("deb" if clip.debian else "wheel", clip.package, clip.path, cache)
 
 
 def fit(img: Image.Image, crop: tuple[int, int, int, int] | None) -> Image.Image:
