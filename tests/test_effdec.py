@@ -316,3 +316,33 @@ def test_training_refuses_a_cache_of_the_other_greys(tmp_path):
     (tmp_path / "r" / "ckpt.pt").unlink()
     with pytest.raises(RuntimeError, match="other greys"):
         train_decoder(DecoderConfig(stock_greys=False, **common), steps=1, progress=False, build=False)
+
+
+@pytest.mark.parametrize("arch", ["effdec", "vidcolor"])
+def test_fusing_batchnorm_keeps_the_output_and_the_engine_leaves_the_model_alone(arch):
+    """BatchNorm folded into the convolutions gives the same logits; every norm that follows a conv
+    is folded (none left to cost a pass), and the engine fuses a copy, not the caller's model."""
+    from vidcolor.engine import Engine
+
+    torch.manual_seed(0)
+    m = build_model(default_config(arch))
+    for mod in m.modules():  # running statistics far from 0 and 1, as a trained net's are
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1)
+            mod.running_var.uniform_(0.5, 2)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.5, 0.5)
+    m.eval()
+    x = D.make_input(torch.rand(2, 1, 64, 80) * 2 - 1)
+    with torch.no_grad():
+        want = m(x)
+        keys = set(m.state_dict())
+        eng = Engine(m, "cpu", 64)
+        assert set(m.state_dict()) == keys  # the caller's model is untouched
+        got = eng.model(x)
+    norms = sum(isinstance(mod, torch.nn.BatchNorm2d) for mod in eng.model.modules())
+    before = sum(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    assert before > 0 and norms < before
+    if arch == "effdec":
+        assert norms == 0
+    assert torch.allclose(got, want, atol=1e-3, rtol=1e-3), (got - want).abs().max()

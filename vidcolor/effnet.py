@@ -51,6 +51,8 @@ class SameConv(nn.Conv2d):
 class MBConv(nn.Module):
     """Mobile inverted bottleneck without squeeze-excite (EfficientNet-Lite)."""
 
+    FUSE_PAIRS = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))  # model.fuse_conv_bn
+
     def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int):
         super().__init__()
         mid = cin * expand
@@ -73,6 +75,8 @@ class MBConv(nn.Module):
 
 class Lite0Encoder(nn.Module):
     """EfficientNet-Lite0 up to its last block (no 1280-channel head): returns the TAPS features."""
+
+    FUSE_PAIRS = (("_conv_stem", "_bn0"),)
 
     def __init__(self):
         super().__init__()

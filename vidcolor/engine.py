@@ -10,6 +10,7 @@ channels_last. The only host/device sync per batch is the copy back in
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +24,7 @@ from .context import SceneContext
 from .data import make_input
 from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE, Settings
 from .errors import VidcolorError
-from .model import Colorizer
+from .model import Colorizer, fuse_conv_bn
 from .weights import default_weights_path, load_model
 from .yuv import YuvSpec, chroma, luma_to_l
 
@@ -71,7 +72,9 @@ class Engine:
         self.render_size = render_size
         self.temperature = temperature
         self.guided_temperature = guided_temperature  # the readout of frames that are given hints
-        self.model = model.eval().to(self.device)
+        # A fused copy: BatchNorm folded into the convolutions saves a pass over every layer's activations
+        # (effdec runs about a fifth faster on CPU); the caller's model is left as it was.
+        self.model = fuse_conv_bn(copy.deepcopy(model).eval()).to(self.device)
         if not self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
 

@@ -302,6 +302,27 @@ def build_model(config: dict[str, Any]) -> Colorizer:
     return Colorizer(config)
 
 
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm into the convolution before it, in place, for inference only: the same
+    output to float rounding, without a pass over each layer's activations. Pairs are consecutive
+    children of an ``nn.Sequential`` and the (conv, norm) attributes a module names in ``FUSE_PAIRS``
+    (EfficientNet-Lite's blocks). The model must be in eval mode; its state dict changes shape, so
+    never train or save a fused model (the engine fuses a copy)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for m in list(model.modules()):
+        pairs = list(getattr(m, "FUSE_PAIRS", ()))
+        if isinstance(m, nn.Sequential):
+            names = list(m._modules)
+            pairs += list(zip(names, names[1:]))
+        for conv, norm in pairs:
+            c, n = getattr(m, conv, None), getattr(m, norm, None)
+            if isinstance(c, nn.Conv2d) and isinstance(n, nn.BatchNorm2d):
+                setattr(m, conv, fuse_conv_bn_eval(c, n))
+                setattr(m, norm, nn.Identity())
+    return model
+
+
 def count_macs(model: nn.Module, size: int = 256) -> int:
     """Multiply-accumulates of one forward pass at size x size (convs and linears)."""
     total = 0
