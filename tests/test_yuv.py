@@ -169,10 +169,11 @@ def test_chroma_agrees_with_the_rgb_path(tmp_path):
     assert np.abs(uv_old - 128).mean() > 3  # there is colour to compare
     d = np.abs(uv_new - uv_old)
     assert d.mean() < 1.0 and np.percentile(d, 99) <= 4, (d.mean(), np.percentile(d, 99))
-    # the RGB path's Y is close, not exact: that path keeps CIE lightness, not the input's luma, and
-    # the two part where colour is vivid (at most 3 codes with the session-12 weights, 6 with effdec's)
+    # the RGB path's Y is close, not exact: that path keeps CIE lightness, not the input's luma, and the
+    # two part where colour is vivid (on this clip a mean of 0.5 codes with the session-12 weights, 2.7 with
+    # the effdec weights shipped 2026-12-07); a wrong range or frame would be off by 10 codes or more
     dy = np.concatenate([np.abs(x[0].astype(int) - y[0]).ravel() for x, y in zip(a, b)])
-    assert dy.mean() < 1.0 and np.percentile(dy, 99) <= 4, (dy.mean(), np.percentile(dy, 99))
+    assert dy.mean() < 4.0 and np.percentile(dy, 99) <= 8, (dy.mean(), np.percentile(dy, 99))
 
 
 @pytest.mark.parametrize("space,rng", [(1, 2), (5, 1)])
