@@ -117,6 +117,33 @@ def test_hinted_frames_take_the_guided_temperature(random_weights):
     assert (same.ab[0] - warm.ab[0]).abs().max().item() > 1e-2
 
 
+def test_a_file_with_its_temperature_folded_in_reads_hinted_frames_at_it(random_weights, tmp_path):
+    """On a weights file exported with a readout temperature folded in, the product's guided readout
+    (0.7, or 0.7 / saturation) is the file's own temperature, as eval_dev.py reads it; on a plain
+    file it stays 0.7. The same net gives the same hinted colour both ways."""
+    from vidcolor.settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
+    from vidcolor.train import export_weights
+
+    st = torch.load(random_weights, map_location="cpu", weights_only=True)
+    ckpt, folded = tmp_path / "ckpt.pt", tmp_path / "folded.pt"
+    torch.save({"config": st["config"], "ema": st["model"], "step": 0, "wall_seconds": 0.0, "train_config": {},
+                "history": []}, ckpt)
+    export_weights(ckpt, folded, temperature=0.9)
+    frames = [frame_pattern(0, 80, 60)]
+    hint = torch.zeros(1, 2, 64, 88)
+    mask = torch.zeros(1, 1, 64, 88)
+    hint[0, :, 30:33, 40:43] = torch.tensor([40.0, -20.0])[:, None, None]
+    mask[0, :, 30:33, 40:43] = 1
+    for sat in (1.0, 2.0):
+        product = Engine(load_model(folded), "cpu", render_size=64, temperature=DEFAULT_TEMPERATURE / sat,
+                         guided_temperature=DEFAULT_GUIDED_TEMPERATURE / sat)
+        plain = Engine(load_model(random_weights), "cpu", render_size=64, temperature=0.9 / sat,
+                       guided_temperature=0.9 / sat)  # the file's own T, on the unscaled logits
+        assert torch.allclose(product.predict(frames, hint, mask).ab, plain.predict(frames, hint, mask).ab, atol=1e-3)
+    eng = Engine(load_model(random_weights), "cpu", render_size=64)
+    assert eng.readout_temperature(mask).flatten().tolist() == [pytest.approx(DEFAULT_GUIDED_TEMPERATURE)]
+
+
 def test_grey_frames_hold_a_plane_and_compose_in_bounded_groups(engine, monkeypatch):
     # Scans come as grey RGB; the keyframe carrier holds ~120 frames, and releases 40 at a time. Each
     # held grey frame keeps one uint16 plane, not a float L, and composition takes a few frames at a
