@@ -20,7 +20,6 @@ RGB path against plane path, in ms per frame on one thread (median of 3 passes o
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from vidcolor import videoio, yuv
 from vidcolor.decode import iter_frames
 from vidcolor.encode import EncodeOptions, plane_spec as encode_plane_spec
 from vidcolor.engine import Engine
-from vidcolor.model import build_model, count_macs, default_config, fuse_conv_bn
+from vidcolor.model import build_model, count_macs, default_config
 from vidcolor.pipeline import Settings, colorize_video
 from vidcolor.settings import DEFAULT_SEGMENT, DEFAULT_WINDOW
 from vidcolor.testclips import write_rgb_video
@@ -184,7 +183,7 @@ def main() -> None:
     model = load_model(a.weights)
     macs = count_macs(model.net if hasattr(model, "net") else model, 256)
     x = torch.zeros(8, 4, 256, 256)
-    m = fuse_conv_bn(copy.deepcopy(model)).to(memory_format=torch.channels_last)  # as the engine runs it
+    m = Engine(model, "cpu", 256).model  # fused and channels_last, as the engine runs it
     with torch.inference_mode():
         m(x)
         t = time.perf_counter()

@@ -16,7 +16,8 @@ from statistics import median
 
 import torch
 
-from vidcolor.model import IN_CH, count_macs, fuse_conv_bn
+from vidcolor.engine import Engine
+from vidcolor.model import IN_CH, count_macs
 from vidcolor.weights import load_model
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    models = [fuse_conv_bn(load_model(w)).to(memory_format=torch.channels_last) for w in a.weights]  # as the CPU engine runs
+    models = [Engine(load_model(w), "cpu", a.size).model for w in a.weights]  # fused and channels_last, as the CPU engine runs
     x = torch.randn(a.batch, IN_CH, a.size, a.size).contiguous(memory_format=torch.channels_last)
     times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
