@@ -165,7 +165,8 @@ def run(a: argparse.Namespace) -> dict:
     # product's 0.38 reads it at T0. --temperature names the readout a user gets: scale it the same way.
     folded = model.readout_temperature
     scale = DEFAULT_TEMPERATURE / folded if folded else 1.0
-    t_apply = a.temperature * scale if a.temperature_given else a.temperature
+    # Without --temperature, the product's readout: hinted frames as the engine reads them (Colorizer.guided_scale).
+    t_apply = a.temperature * scale if a.temperature_given else a.temperature * (model.guided_scale if a.hints else 1.0)
     effective = t_apply / scale
     items = D.eval_items(Path(a.data_dir), a.split, a.limit)
     sheet_names = pick_sheet(items, a.sheet_count) if a.sheet else set()

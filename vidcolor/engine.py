@@ -72,13 +72,6 @@ class Engine:
         self.render_size = render_size
         self.temperature = temperature
         self.guided_temperature = guided_temperature  # the readout of frames that are given hints
-        # DEFAULT_GUIDED_TEMPERATURE names the file's own guided readout. A file exported with its readout
-        # temperature folded in (export_weights) was tuned at that one temperature, so there hinted frames
-        # read at it too: the old net's guided 0.7 would be T 1.66 on the effdec file shipped 2026-12-07,
-        # past its best (dev-120 with 10 pins: 25.73 dB and colour 0.667, against 25.86 and 0.765 at its
-        # own T 0.9), and eval_dev.py --hints reads such a file at its own temperature too.
-        self.guided_scale = (DEFAULT_TEMPERATURE / DEFAULT_GUIDED_TEMPERATURE
-                             if getattr(model, "readout_temperature", None) else 1.0)
         # A fused copy: BatchNorm folded into the convolutions saves a pass over every layer's activations
         # (effdec runs 1.6x as fast on CPU, bench_model.py); the caller's model is left as it was.
         self.model = fuse_conv_bn(copy.deepcopy(model).eval()).to(self.device)
@@ -135,7 +128,8 @@ class Engine:
         """The automatic temperature, or per frame (N, 1, 1, 1) the guided one where a frame has hints."""
         if hint_mask is None:
             return self.temperature
-        t = torch.where(_hinted(hint_mask), self.guided_temperature * self.guided_scale, self.temperature)
+        t = torch.where(_hinted(hint_mask), self.guided_temperature * self.model.guided_scale,
+                        self.temperature)
         return t.view(-1, 1, 1, 1)
 
     @torch.inference_mode()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .color import AB_SCALE, in_gamut_bins
 from .effnet import EffDecNet
+from .settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 
 ARCHS = ("vidcolor", "effdec", "conv", "fusion", "vgg", "resnet", "tiny")
 DEFAULT_ARCH = "vidcolor"
@@ -263,6 +264,15 @@ class Colorizer(nn.Module):
         # The temperature folded into the last layer when the file was exported (train.export_weights),
         # or None: reading out at DEFAULT_TEMPERATURE then gives that temperature (weights.load_model).
         self.readout_temperature: float | None = None
+
+    @property
+    def guided_scale(self) -> float:
+        """What the product's guided temperature (DEFAULT_GUIDED_TEMPERATURE / saturation) is multiplied by
+        before this model reads out a hinted frame. DEFAULT_GUIDED_TEMPERATURE names a file's own guided
+        readout; a file with its temperature folded in was tuned at that one temperature, so hinted frames
+        read at it too (the old net's guided 0.7 would be T 1.66 on the effdec file shipped 2026-12-07,
+        past its best: dev-120 with 10 pins gave 25.73 dB and colour 0.667, against 25.86 and 0.765)."""
+        return DEFAULT_TEMPERATURE / DEFAULT_GUIDED_TEMPERATURE if self.readout_temperature else 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
