@@ -61,6 +61,7 @@ import csv
 import fnmatch
 import io
 import re
+import sys
 import subprocess
 import tarfile
 import zipfile
@@ -71,6 +72,7 @@ from PIL import Image
 
 from vidcolor import datasources as ds
 from vidcolor.datasources import FIELDS, chroma, download_deb, parser, prepare, save_photo, write_csv
+from vidcolor.errors import VidcolorError
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "extra_data_manifest.csv"
@@ -250,4 +252,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VidcolorError as e:  # one line naming the cure, no traceback
+        sys.exit(f"build_extra_data: error: {e}")

@@ -44,6 +44,7 @@ from PIL import Image
 
 from vidcolor import datasources as ds
 from vidcolor.datasources import package_file, parser, write_csv
+from vidcolor.errors import VidcolorError
 
 from vidcolor.testclips import write_rgb_video
 
@@ -187,4 +188,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VidcolorError as e:  # one line naming the cure, no traceback
+        sys.exit(f"build_real_clips: error: {e}")

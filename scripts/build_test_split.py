@@ -24,6 +24,7 @@ import bz2
 import csv
 import io
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from PIL import Image
 
 from vidcolor import datasources as ds
 from vidcolor.datasources import FIELDS, chroma, fetch_deb, package_file, parser, prepare, save_photo, write_csv
+from vidcolor.errors import VidcolorError
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "test_split_manifest.csv"
@@ -170,4 +172,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VidcolorError as e:  # one line naming the cure, no traceback
+        sys.exit(f"build_test_split: error: {e}")

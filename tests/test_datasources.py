@@ -78,10 +78,11 @@ def test_download_deb_names_the_cure_when_apt_lacks_the_version(tmp_path, monkey
     import pytest
 
     from vidcolor import datasources
+    from vidcolor.errors import VidcolorError
 
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or subprocess.CompletedProcess(args, 100))
-    with pytest.raises(SystemExit, match=r"could not download imagemagick-6-doc=8:6\.9.*apt-get update"):
+    with pytest.raises(VidcolorError, match=r"could not download imagemagick-6-doc=8:6\.9.*apt-get update"):
         datasources.download_deb("imagemagick-6-doc=8:6.9.11.60+dfsg-1.6+deb12u16", tmp_path)
     assert calls and calls[0][:2] == ["apt-get", "download"]
     (tmp_path / "imagemagick-6-doc_8%3a6.9_all.deb").write_bytes(b"")  # cached: apt is not asked again

@@ -32,6 +32,8 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dct
 
+from .errors import VidcolorError
+
 HAMMING = 6
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_EXT = (".avi", ".mp4", ".mkv", ".mov", ".webm")
@@ -176,7 +178,7 @@ def download_deb(spec: str, cache: Path) -> Path:
     found = list(cache.glob(f"{name}_*.deb"))
     if not found:
         if subprocess.run(["apt-get", "download", "-q", spec], cwd=cache).returncode != 0:
-            raise SystemExit(f"apt-get could not download {spec}: run `apt-get update` and try again")
+            raise VidcolorError(f"apt-get could not download {spec}: run `apt-get update` and try again")
         found = list(cache.glob(f"{name}_*.deb"))
     return found[0]
 
