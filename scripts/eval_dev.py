@@ -34,7 +34,7 @@ from vidcolor.errors import VidcolorError
 from vidcolor.evaluate import grey_baseline, image_metrics, photo_at, resize_rgb, write_json
 from vidcolor.settings import DEFAULT_GUIDED_TEMPERATURE, DEFAULT_TEMPERATURE
 from vidcolor.train import predict_rgb, readout_rgb
-from vidcolor.weights import default_weights_path, load_checkpoint, load_model, sha256_file
+from vidcolor.weights import default_weights_path, load_checkpoint, load_model, model_from_state, sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 HINT_SEED = 2024
@@ -159,8 +159,8 @@ def run(a: argparse.Namespace) -> dict:
 
     torch.set_num_threads(a.threads)
     weights = Path(a.weights) if a.weights else default_weights_path()
-    model = load_model(weights)
     state = load_checkpoint(weights)
+    model = model_from_state(state, weights)
     # A file exported with a temperature T0 has its logits scaled by 0.38 / T0 (export_weights), so the
     # product's 0.38 reads it at T0. --temperature names the readout a user gets: scale it the same way.
     folded = model.readout_temperature

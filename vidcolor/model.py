@@ -290,7 +290,7 @@ class Colorizer(nn.Module):
             for m in mods:
                 m.g_filter = None
 
-    def decode_ab(self, out: torch.Tensor, temperature: float | torch.Tensor = 0.38) -> torch.Tensor:
+    def decode_ab(self, out: torch.Tensor, temperature: float | torch.Tensor = DEFAULT_TEMPERATURE) -> torch.Tensor:
         """Network output -> ab in Lab units, shape (N, 2, h, w).
 
         For classifiers this is the annealed mean: softmax(log p / T) weighted

@@ -135,7 +135,7 @@ def compute_loss(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, rebal: 
 
 
 @torch.no_grad()
-def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
+def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
                 hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 damage: np.random.Generator | None = None, stock: bool = False) -> torch.Tensor:
     """Colorize (N,3,H,W) RGB in [0,1] from its own L at full size (eval helper).
@@ -158,7 +158,7 @@ def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = 0.38,
 
 
 @torch.no_grad()
-def readout_rgb(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, temperature: float = 0.38,
+def readout_rgb(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
                 hint_ab: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The network's output ``out`` read out at ``temperature`` and put on ``lab``'s own L as RGB
     (:func:`predict_rgb`'s second half; a readout sweep calls it once per readout on one output)."""
@@ -171,7 +171,7 @@ def readout_rgb(model: Colorizer, out: torch.Tensor, lab: torch.Tensor, temperat
 
 
 @torch.no_grad()
-def quick_eval(model: Colorizer, images: list[np.ndarray], temperature: float = 0.38) -> dict[str, float]:
+def quick_eval(model: Colorizer, images: list[np.ndarray], temperature: float = DEFAULT_TEMPERATURE) -> dict[str, float]:
     """Mean PSNR, grey-baseline PSNR and colourfulness ratio on a few dev photos."""
     model.eval()
     device = next(model.parameters()).device

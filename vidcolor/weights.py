@@ -51,7 +51,12 @@ def load_checkpoint(path: Path | str | None) -> dict:
 
 def load_model(path: Path | str | None = None) -> Colorizer:
     """Rebuild the network from the config stored in the file and load its weights (eval mode, CPU)."""
-    state = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path), path)
+
+
+def model_from_state(state: dict, path: Path | str | None = None) -> Colorizer:
+    """:func:`load_model` for a file already read by :func:`load_checkpoint` (``path`` names it in errors),
+    for callers that also want the file's other entries (its step, its readout)."""
     try:
         model = build_model(state["config"])
         model.load_state_dict(state["model"])
