@@ -61,8 +61,8 @@ import csv
 import fnmatch
 import io
 import re
-import sys
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path

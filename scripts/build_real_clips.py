@@ -45,7 +45,6 @@ from PIL import Image
 from vidcolor import datasources as ds
 from vidcolor.datasources import package_file, parser, write_csv
 from vidcolor.errors import VidcolorError
-
 from vidcolor.testclips import write_rgb_video
 
 HERE = Path(__file__).resolve().parent
