@@ -249,7 +249,7 @@ class Colorizer(nn.Module):
         arch = config["arch"]
         if arch not in _CLASSES:
             raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
-        kwargs = {k: v for k, v in config.items() if k in ("width", "blocks", "lbranch")}
+        kwargs = {k: v for k, v in config.items() if k in ("width", "blocks", "lbranch", "hbranch")}
         if _CLASSES[arch].kind == "classify":
             bins = in_gamut_bins(config.get("bin_step", 10.0))
             kwargs["n_bins"] = len(bins)
