@@ -37,8 +37,11 @@ MIN_CONF = 0.5          # a carried pixel below this confidence gives no hint po
 DECAY = 0.999           # confidence kept per frame carried: long carries drift, so trust them less
 FB_KEEP = 0.97          # confidence kept where the flow fails its forward-backward check
 DEFAULT_REACH = 240     # frames a keyframe is carried each way at most
-SPREAD_SIGMA = 0.15     # reach of a pin's correction, as a share of the render short side
-SPREAD_SIGMA_L = 10.0   # L units: how alike in lightness a pixel must be to take a pin's colour
+# Reach of a pin's correction, as a share of the render short side, and how alike in lightness (L
+# units) a pixel must be to take it. Chosen on dev-120 for the effdec net, which honours a pin less far
+# than the net 0.15 / 10 were set for (docs/lab-notes/2026-12-08-pin-spread.md).
+SPREAD_SIGMA = 0.25
+SPREAD_SIGMA_L = 10.0
 SPREAD_BINS = 8         # L slices approximating that similarity
 SPREAD_EPS = 0.3        # below this much pin weight, the correction fades toward none
 
