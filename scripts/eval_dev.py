@@ -166,7 +166,10 @@ def run(a: argparse.Namespace) -> dict:
     folded = model.readout_temperature
     scale = DEFAULT_TEMPERATURE / folded if folded else 1.0
     # Without --temperature, the product's readout: hinted frames as the engine reads them (Colorizer.guided_scale).
-    t_apply = a.temperature * scale if a.temperature_given else a.temperature * (model.guided_scale if a.hints else 1.0)
+    # A net that is not fed pins (Colorizer.pins_in_net) reads them out automatically, as the engine does.
+    guided = a.hints and model.pins_in_net
+    t_apply = (a.temperature * scale if a.temperature_given else
+               DEFAULT_GUIDED_TEMPERATURE * model.guided_scale if guided else DEFAULT_TEMPERATURE)
     effective = t_apply / scale
     items = D.eval_items(Path(a.data_dir), a.split, a.limit)
     sheet_names = pick_sheet(items, a.sheet_count) if a.sheet else set()
@@ -237,8 +240,8 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="annealed-mean readout temperature (classifier archs; lower = more vivid), as a user "
                         "gets it: on a file exported with a temperature folded in, the same readout; default: "
-                        f"the product's, {DEFAULT_TEMPERATURE} automatic or {DEFAULT_GUIDED_TEMPERATURE} with --hints "
-                        "(on such a file, its own temperature)")
+                        f"the product's, {DEFAULT_TEMPERATURE} automatic or {DEFAULT_GUIDED_TEMPERATURE} with --hints on a "
+                        "net fed the pins (on such a file, its own temperature)")
     p.add_argument("--split", choices=("dev", "all"), default="dev",
                    help="dev: the 1-in-20 dev split of --data-dir; all: every photo in it (the test split)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dev photos (fixed order)")

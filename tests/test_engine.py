@@ -66,6 +66,24 @@ def test_hints_change_prediction(engine):
     assert (a - b).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("config, fed", [({"arch": "vidcolor"}, True), ({"arch": "effdec"}, False),
+                                         ({"arch": "effdec", "pins_in_net": True}, True)])
+def test_pins_reach_the_net_only_where_it_uses_them(config, fed):
+    """effdec colours a pinned frame automatically (the guide then spreads the pins: Colorizer.pins_in_net);
+    the vidcolor net, and a config that asks for it, takes them as input."""
+    from vidcolor.model import build_model, default_config
+
+    torch.manual_seed(0)
+    model = build_model({**default_config(config["arch"]), **config}).eval()
+    assert model.pins_in_net is fed
+    eng = Engine(model, "cpu", render_size=64)
+    f = frame_pattern(0, 64, 64)
+    hint, mask = torch.zeros(1, 2, 64, 64), torch.zeros(1, 1, 64, 64)
+    hint[:, 0, 20:40, 20:40], mask[:, :, 20:40, 20:40] = 60.0, 1.0
+    a, b = eng.predict([f]).ab, eng.predict([f], hint, mask).ab
+    assert bool((a - b).abs().max() > 1e-4) == fed
+
+
 def test_device_choice():
     assert select_device("cpu").type == "cpu"
     with pytest.raises(VidcolorError, match="choose one of"):

@@ -267,7 +267,7 @@ def test_training_only_the_pin_branch_changes_nothing_else(tiny_photos, tmp_path
     export_weights(tmp_path / "src" / "ckpt.pt", tmp_path / "base.pt", prior_alpha=0.3, temperature=0.9)
     graft_branch(tmp_path / "base.pt", tmp_path / "pins" / "ckpt.pt", tmp_path / "grafted.pt")
     base, grafted = load_model(tmp_path / "base.pt"), load_model(tmp_path / "grafted.pt")
-    assert grafted.config["hbranch"] == 8 and grafted.readout_temperature == 0.9
+    assert grafted.config["hbranch"] == 8 and grafted.readout_temperature == 0.9 and grafted.pins_in_net
     x = torch.zeros(2, 4, 64, 64)
     x[:, 0] = torch.rand(2, 64, 64) * 2 - 1
     x[1, 1:3, 20:23, 30:33], x[1, 3, 20:23, 30:33] = 0.3, 1.0

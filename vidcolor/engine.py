@@ -143,6 +143,8 @@ class Engine:
         L_full = self._rgb_l(frames, grey) if grey is not None else self.full_l(frames, yuv)
         L = self._render(L_full)
         h, w = L.shape[-2:]
+        if not self.model.pins_in_net:  # the net colours such frames automatically; guide.blend applies the pins
+            hint_ab = hint_mask = None
         if hint_ab is not None:
             hint_ab, hint_mask = hint_ab.to(self.device), hint_mask.to(self.device)
         x = make_input(L, hint_ab, hint_mask)

@@ -264,6 +264,11 @@ class Colorizer(nn.Module):
         # The temperature folded into the last layer when the file was exported (train.export_weights),
         # or None: reading out at DEFAULT_TEMPERATURE then gives that temperature (weights.load_model).
         self.readout_temperature: float | None = None
+        # Whether the product feeds pins and references to the net as hints. effdec honours a pin only
+        # near it, which leaves the pin's correction (guide.spread) little to carry: on dev-120 it colours
+        # better from its automatic output with the whole correction spread (+0.2 to +1.5 dB with 1 to 10
+        # pins, docs/lab-notes/2026-12-08-pin-spread.md). A config may say otherwise (e.g. a pin branch).
+        self.pins_in_net: bool = bool(config.get("pins_in_net", arch != "effdec"))
 
     @property
     def guided_scale(self) -> float:

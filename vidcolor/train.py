@@ -159,7 +159,8 @@ def predict_rgb(model: Colorizer, rgb: torch.Tensor, temperature: float = DEFAUL
     L_in = lab[:, :1]
     if damage is not None:
         L_in = degrade_l(spectral_l(rgb, damage, p_pan=0.5, p_ortho=0.5) if stock else L_in, damage, p=1.0)
-    return readout_rgb(model, model(D.make_input(L_in, hint_ab, mask)), lab, temperature, hint_ab, mask)
+    fed = (hint_ab, mask) if model.pins_in_net else (None, None)  # as the engine does (Colorizer.pins_in_net)
+    return readout_rgb(model, model(D.make_input(L_in, *fed)), lab, temperature, hint_ab, mask)
 
 
 @torch.no_grad()
@@ -503,7 +504,8 @@ def graft_branch(base: Path | str, ckpt_path: Path | str, dest: Path | str, modu
 
     Every other tensor, readout bias and temperature is the base file's own, so what the net does
     without the branch stays bit for bit the base file's; the branch's config entry (``hbranch``)
-    comes from the checkpoint, and its step and history are recorded as ``branch``."""
+    comes from the checkpoint, ``pins_in_net`` is set (:attr:`vidcolor.model.Colorizer.pins_in_net`),
+    and the branch's step and recipe are recorded as ``branch``."""
     st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     obj = torch.load(base, map_location="cpu", weights_only=True)
     prefix = f"net.{module}."
@@ -514,7 +516,7 @@ def graft_branch(base: Path | str, ckpt_path: Path | str, dest: Path | str, modu
     clash = [k for k in obj["config"] if st["config"].get(k, obj["config"][k]) != obj["config"][k]]
     if clash or any(k in obj["model"] for k in branch):
         raise ValueError(f"{ckpt_path} was not trained on top of {base}: config differs in {clash}")
-    obj["config"] = {**obj["config"], **extra}
+    obj["config"] = {**obj["config"], **extra, "pins_in_net": True}  # the branch reads the pins
     obj["model"] = {**obj["model"], **branch}
     obj["branch"] = {"module": module, "step": st["step"], "train_config": st["train_config"]}
     save_atomic(obj, dest)
