@@ -69,10 +69,6 @@ def main() -> None:
                         "fresh optimizer: e.g. weights/effdec-train.pt, to train effdec end to end")
     p.add_argument("--encoder-lr", type=float, default=0.1,
                    help="a new run's learning-rate share for a pretrained encoder (effdec)")
-    p.add_argument("--hbranch", type=int, default=0,
-                   help="with --init-from an effdec checkpoint: add a pin branch of this many channels")
-    p.add_argument("--train-only", default="",
-                   help="train only this part of the net (e.g. pins); the rest and its statistics stay frozen")
     p.add_argument("--device", default="cpu", help="cpu or cuda (bfloat16 autocast)")
     p.add_argument("--workers", type=int, default=0, help="processes that make batches ahead (for a GPU)")
     p.add_argument("--quiet", action="store_true")
@@ -82,7 +78,7 @@ def main() -> None:
                                             "stock") if getattr(a, k) is not None}
     cfg = TrainConfig(data_dir=a.data_dir, out=a.out, arch=a.arch, batch=a.batch, lr=a.lr,
                       eval_every=a.eval_every, hints=not a.no_hints, threads=a.threads, init_from=a.init_from,
-                      encoder_lr=a.encoder_lr, hbranch=a.hbranch, train_only=a.train_only, **overrides)
+                      encoder_lr=a.encoder_lr, **overrides)
     ckpt_path = Path(a.out) / "ckpt.pt"
     if a.resume_from and not ckpt_path.exists():
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)

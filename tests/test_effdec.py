@@ -346,35 +346,3 @@ def test_fusing_batchnorm_keeps_the_output_and_the_engine_leaves_the_model_alone
     if arch == "effdec":
         assert norms == 0
     assert torch.allclose(got, want, atol=1e-3, rtol=1e-3), (got - want).abs().max()
-
-
-def _pinned_batch() -> torch.Tensor:
-    torch.manual_seed(1)
-    x = torch.zeros(3, 4, 96, 128)
-    x[:, 0] = torch.rand(3, 96, 128) * 2 - 1
-    x[1, 1:3, 40:43, 60:63] = torch.tensor([0.4, -0.3])[:, None, None]  # frame 1 alone has a pin
-    x[1, 3, 40:43, 60:63] = 1
-    return x
-
-
-def test_pin_branch_leaves_frames_without_pins_bit_for_bit():
-    """A net with the pin branch colours frames without pins exactly as the same net without it,
-    also beside a pinned frame in one batch; a pinned frame changes, and far from its pin too."""
-    plain = _net()
-    torch.manual_seed(5)
-    branched = build_model({**default_config("effdec"), "hbranch": 16}).eval()
-    missing, unexpected = branched.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(k.startswith("net.pins.") for k in missing)
-    torch.nn.init.normal_(branched.net.pins.out.weight, std=30.0)  # as if trained (random features are tiny)
-    x = _pinned_batch()
-    with torch.no_grad():
-        a, b = plain(x), branched(x)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
-    bare = x.clone()
-    bare[1, 1:] = 0
-    with torch.no_grad():
-        unpinned = plain(bare)
-    far = (a[1] - unpinned[1]).abs().amax(0) == 0  # where the decoder's own pin inputs change nothing
-    assert far[:5, :5].all()
-    assert (a[1] - b[1]).abs().amax(0)[:5, :5].min() > 1e-5  # ... the branch spreads the pin
-

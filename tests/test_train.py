@@ -243,39 +243,3 @@ def test_eval_dev_temperature_is_the_users_readout_on_a_folded_file(tiny_photos,
     r = subprocess.run([sys.executable, str(script), "--weights", str(tmp_path / "folded.pt"), "--readouts", "0:0.5",
                         "--rebalance-from", str(ckpt), "--data-dir", str(tiny_photos)], capture_output=True, text=True)
     assert r.returncode != 0 and "folded" in r.stderr and "Traceback" not in r.stderr
-
-
-def test_training_only_the_pin_branch_changes_nothing_else(tiny_photos, tmp_path):
-    """--hbranch with --train-only pins: the branch starts at zero (the init net's output), trains,
-    and every other weight and BatchNorm statistic stays the init net's."""
-    src_cfg = _cfg(tiny_photos, tmp_path / "src")
-    src_cfg.arch = "effdec"
-    src = torch.load(train(src_cfg, steps=2, progress=False), weights_only=True)
-    cfg = _cfg(tiny_photos, tmp_path / "pins")
-    cfg.init_from, cfg.hbranch, cfg.train_only, cfg.hint_p_none = str(tmp_path / "src" / "ckpt.pt"), 8, "pins", 0.0
-    st = torch.load(train(cfg, steps=3, progress=False), weights_only=True)
-    assert st["config"]["hbranch"] == 8 and st["step"] == 3
-    for k, v in src["ema"].items():
-        assert torch.equal(v, st["model"][k]), k
-    assert st["model"]["net.pins.out.weight"].abs().max() > 0
-    assert len(st["optimizer"]["param_groups"]) == 1
-    # grafted onto the base net's weights file (readout folded in), the branch leaves frames without
-    # pins as the base file colours them, bit for bit, and changes pinned ones
-    from vidcolor.train import export_weights, graft_branch
-    from vidcolor.weights import load_model
-
-    export_weights(tmp_path / "src" / "ckpt.pt", tmp_path / "base.pt", prior_alpha=0.3, temperature=0.9)
-    graft_branch(tmp_path / "base.pt", tmp_path / "pins" / "ckpt.pt", tmp_path / "grafted.pt")
-    base, grafted = load_model(tmp_path / "base.pt"), load_model(tmp_path / "grafted.pt")
-    assert grafted.config["hbranch"] == 8 and grafted.readout_temperature == 0.9 and grafted.pins_in_net
-    x = torch.zeros(2, 4, 64, 64)
-    x[:, 0] = torch.rand(2, 64, 64) * 2 - 1
-    x[1, 1:3, 20:23, 30:33], x[1, 3, 20:23, 30:33] = 0.3, 1.0
-    with torch.no_grad():
-        a, b = base(x), grafted(x)
-    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
-    with pytest.raises(ValueError, match="no net.pins"):
-        graft_branch(tmp_path / "base.pt", tmp_path / "src" / "ckpt.pt", tmp_path / "never.pt")
-    bad = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "bad"), "train_only": "nothing"})
-    with pytest.raises(ValueError, match="train_only 'nothing'"):
-        train(bad, steps=1, progress=False)

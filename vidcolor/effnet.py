@@ -13,11 +13,6 @@ global branch fed from the last stage (the scene: beach, forest, kitchen) and a 
 that takes the sparse colour pins at strides 4 and 8. It classifies each pixel at 1/4
 resolution over the same ab bins as the ``vidcolor`` net, so the annealed-mean readout,
 ``--saturation`` and hints work unchanged.
-
-Those two hint inputs are 1x1 convolutions, so a pin reaches only the few decoder cells around
-it. A net with a *pin branch* (``hbranch`` channels, :class:`PinBranch`) also spreads the pins
-over the picture at strides 8 and 16, along what the encoder sees there; it runs only on frames
-that have pins, so a frame without pins is coloured bit for bit as by the same net without it.
 """
 from __future__ import annotations
 
@@ -141,44 +136,12 @@ def pool_hints(hint: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.cat([p[:, :2] / m.clamp_min(1e-6) * (m > 0), m], dim=1)
 
 
-class PinBranch(nn.Module):
-    """Spreads sparse pins along the picture's content (encoder features at strides 8 and 16).
-
-    Dilated convolutions at stride 16 see about 220 px of a 256 px render, so one pin on a wall
-    can colour the wall, where the decoder's own hint inputs reach a few pixels. The output, at
-    stride 8, is added to the decoder's features; its last convolution starts at zero, so the
-    branch can be added to a trained net without changing it (as the L branch above)."""
-
-    def __init__(self, c: int, w: int):
-        super().__init__()
-        self.at8 = cbr(3 + TAP_CHANNELS[1], c)
-        self.down = nn.Sequential(nn.Conv2d(c, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-        self.spread = nn.Sequential(cbr(c + 3 + TAP_CHANNELS[2], c), dilated(c, 2), dilated(c, 4), dilated(c, 2))
-        self.up = cbr(2 * c, c, k=1)
-        self.out = nn.Conv2d(c, w, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, f8: torch.Tensor, f16: torch.Tensor, hint8: torch.Tensor) -> torch.Tensor:
-        # pins at stride 16 from those at stride 8: back to (a*m, b*m, m), pooled once more
-        hint16 = pool_hints(torch.cat([hint8[:, :2] * hint8[:, 2:], hint8[:, 2:]], 1), 2)
-        e8 = self.at8(torch.cat([hint8, f8], 1))
-        e16 = self.down(e8)[..., :f16.shape[-2], :f16.shape[-1]]
-        e16 = self.spread(torch.cat([e16, hint16[..., :f16.shape[-2], :f16.shape[-1]], f16], 1))
-        e16 = F.interpolate(e16, size=e8.shape[-2:], mode="bilinear", align_corners=False)
-        return self.out(self.up(torch.cat([e8, e16], 1)))
-
-
-def dilated(c: int, d: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c, c, 3, 1, d, dilation=d, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-
-
 class EffDecNet(nn.Module):
     """Lite0 encoder + U-Net decoder over ab bins at 1/4 resolution (see the module docstring)."""
 
     kind = "classify"
 
-    def __init__(self, n_bins: int = 244, width: int = 64, lbranch: int = 0, hbranch: int = 0):
+    def __init__(self, n_bins: int = 244, width: int = 64, lbranch: int = 0):
         super().__init__()
         w = width
         self.encoder = Lite0Encoder()
@@ -191,9 +154,6 @@ class EffDecNet(nn.Module):
         self.hint4 = cbr(3, 8, k=1)
         self.d4 = cbr(w + TAP_CHANNELS[0] + 8, 32)
         self.head = nn.Conv2d(32, n_bins, 1)
-        self.hbranch = hbranch
-        if hbranch:
-            self.pins = PinBranch(hbranch, w)
         self.lbranch = lbranch
         if lbranch:
             # The frozen encoder saw colour photos: on grey ones its features tell a flat meadow
@@ -225,11 +185,6 @@ class EffDecNet(nn.Module):
         d = self.d16(torch.cat([t, f16], 1))
         d = self.fuse16(torch.cat([d, g[:, :, None, None].expand_as(d)], 1))
         d = F.interpolate(d, size=f8.shape[-2:], mode="bilinear", align_corners=False)
-        if self.hbranch:
-            # only frames with pins: the others stay exactly what the net without the branch gives
-            sel = (hint8[:, 2].flatten(1).amax(1) > 0).nonzero().flatten()
-            if sel.numel():
-                d = d.index_add(0, sel, self.pins(f8[sel], f16[sel], hint8[sel]).to(d.dtype))
         d = self.d8(torch.cat([d, f8, self.hint8(hint8)], 1))
         d = F.interpolate(d, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         d = self.d4(torch.cat([d, f4, self.hint4(hint4)], 1))

@@ -249,7 +249,7 @@ class Colorizer(nn.Module):
         arch = config["arch"]
         if arch not in _CLASSES:
             raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
-        kwargs = {k: v for k, v in config.items() if k in ("width", "blocks", "lbranch", "hbranch")}
+        kwargs = {k: v for k, v in config.items() if k in ("width", "blocks", "lbranch")}
         if _CLASSES[arch].kind == "classify":
             bins = in_gamut_bins(config.get("bin_step", 10.0))
             kwargs["n_bins"] = len(bins)
@@ -267,7 +267,7 @@ class Colorizer(nn.Module):
         # Whether the product feeds pins and references to the net as hints. effdec honours a pin only
         # near it, which leaves the pin's correction (guide.spread) little to carry: on dev-120 it colours
         # better from its automatic output with the whole correction spread (+0.2 to +1.5 dB with 1 to 10
-        # pins, docs/lab-notes/2026-12-08-pin-spread.md). A config may say otherwise (e.g. a pin branch).
+        # pins, docs/lab-notes/2026-12-08-pin-spread.md). A config may say otherwise ("pins_in_net").
         self.pins_in_net: bool = bool(config.get("pins_in_net", arch != "effdec"))
 
     @property

@@ -67,11 +67,6 @@ class TrainConfig:
     # Learning-rate share of a pretrained encoder's weights (effdec's ImageNet encoder): a low share
     # adapts it to greys without losing what it learned from colour photos.
     encoder_lr: float = 0.1
-    # Channels of effdec's pin branch (vidcolor.effnet.PinBranch) to add to an --init-from net; 0 = none.
-    hbranch: int = 0
-    # Train only the parameters under this module path of the net (e.g. "pins", the pin branch); the
-    # rest stays frozen, BatchNorm statistics included, so the net's output without pins is unchanged.
-    train_only: str = ""
     seed: int = 1234
     eval_every: int = 1000
     ckpt_every_s: float = 300.0
@@ -243,44 +238,15 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             pe.copy_(pm)
 
 
-def param_groups(model: Colorizer, encoder_lr: float, trainable: torch.nn.Module | None = None) -> list[dict]:
+def param_groups(model: Colorizer, encoder_lr: float) -> list[dict]:
     """The optimizer's parameter groups: a pretrained encoder (``model.net.encoder``), if the net
-    has one, in its own group at ``encoder_lr`` times the rate (``lr_scale``); all else in one group.
-    With ``trainable`` (:func:`freeze_except`), only that module's parameters, in one group."""
-    if trainable is not None:
-        return [{"params": list(trainable.parameters())}]
+    has one, in its own group at ``encoder_lr`` times the rate (``lr_scale``); all else in one group."""
     enc = getattr(model.net, "encoder", None)
     if not isinstance(enc, torch.nn.Module):
         return [{"params": list(model.parameters())}]
     ids = {id(q) for q in enc.parameters()}
     return [{"params": [q for q in model.parameters() if id(q) not in ids]},
             {"params": list(enc.parameters()), "lr_scale": encoder_lr}]
-
-
-def freeze_except(model: Colorizer, path: str) -> torch.nn.Module | None:
-    """Freeze every parameter outside ``model.net``'s submodule ``path`` ("" = train everything,
-    returns None). Call :func:`set_train_mode` instead of ``model.train()`` so that the frozen
-    part's BatchNorm statistics stay as they are too."""
-    if not path:
-        return None
-    try:
-        sub = model.net.get_submodule(path)
-    except AttributeError:
-        raise ValueError(f"train_only {path!r} is not a module of this {model.config['arch']} net") from None
-    for q in model.parameters():
-        q.requires_grad_(False)
-    for q in sub.parameters():
-        q.requires_grad_(True)
-    return sub
-
-
-def set_train_mode(model: Colorizer, trainable: torch.nn.Module | None) -> None:
-    """Training mode for the whole model, or with ``trainable`` for that part only."""
-    if trainable is None:
-        model.train()
-    else:
-        model.eval()
-        trainable.train()
 
 
 _WORKER_DATA: tuple = ()
@@ -372,19 +338,13 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         if "ema" not in init:  # an exported file may hold a temperature folded into its last layer
             raise ValueError(f"init_from needs a training checkpoint (with EMA weights): {cfg.init_from}")
         cfg = replace(cfg, arch=init["config"]["arch"])
-    config = state["config"] if state else init["config"] if init else default_config(cfg.arch)
-    if state is None and cfg.hbranch:
-        config = {**config, "hbranch": cfg.hbranch}
-    model = build_model(config)
+    model = build_model(state["config"] if state else init["config"] if init else default_config(cfg.arch))
     if init:
-        missing, unexpected = model.load_state_dict(init["ema"], strict=False)
-        if unexpected or any(not k.startswith("net.pins.") for k in missing):
-            raise ValueError(f"init_from {cfg.init_from} does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    trainable = freeze_except(model, cfg.train_only)
+        model.load_state_dict(init["ema"])
     ema = build_model(model.config)
     model.to(device)
     ema.to(device)
-    optim = torch.optim.AdamW(param_groups(model, cfg.encoder_lr, trainable), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.AdamW(param_groups(model, cfg.encoder_lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     images = D.load_images(data_dir, train_items, progress)
     dev_images = D.load_images(data_dir, dev_items[:48], progress=False)
     unknown = set(cfg.damp) - {it.source for it in train_items}
@@ -419,7 +379,7 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
     t_start = clock.mark
     stop_step = step + steps if steps is not None else None
     bar = tqdm(desc=f"train {cfg.arch}", initial=step, disable=not progress, unit="step")
-    set_train_mode(model, trainable)
+    model.train()
     stop = {"signal": None}
 
     def on_signal(signum: int, frame: Any) -> None:  # finish the step, checkpoint, then leave
@@ -440,7 +400,7 @@ def train(cfg: TrainConfig, minutes: float | None = None, steps: int | None = No
         loss = compute_loss(model, out, lab, rebal_on, cfg.regress)
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([q for g in optim.param_groups for q in g["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
         step += 1
@@ -495,28 +455,4 @@ def export_weights(ckpt_path: Path, dest: Path, prior_alpha: float = 0.0, temper
         if "readout_bias" in obj:
             obj["readout_bias"] = obj["readout_bias"] * s
         obj["readout_temperature"] = temperature
-    save_atomic(obj, dest)
-
-
-def graft_branch(base: Path | str, ckpt_path: Path | str, dest: Path | str, module: str = "pins") -> None:
-    """Write ``base`` (an inference weights file) with the EMA weights of the training checkpoint's
-    ``module`` added, e.g. a pin branch trained with ``train_only`` on top of the base net.
-
-    Every other tensor, readout bias and temperature is the base file's own, so what the net does
-    without the branch stays bit for bit the base file's; the branch's config entry (``hbranch``)
-    comes from the checkpoint, ``pins_in_net`` is set (:attr:`vidcolor.model.Colorizer.pins_in_net`),
-    and the branch's step and recipe are recorded as ``branch``."""
-    st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    obj = torch.load(base, map_location="cpu", weights_only=True)
-    prefix = f"net.{module}."
-    branch = {k: v for k, v in st["ema"].items() if k.startswith(prefix)}
-    if not branch:
-        raise ValueError(f"{ckpt_path} holds no {prefix}* weights")
-    extra = {k: v for k, v in st["config"].items() if k not in obj["config"]}
-    clash = [k for k in obj["config"] if st["config"].get(k, obj["config"][k]) != obj["config"][k]]
-    if clash or any(k in obj["model"] for k in branch):
-        raise ValueError(f"{ckpt_path} was not trained on top of {base}: config differs in {clash}")
-    obj["config"] = {**obj["config"], **extra, "pins_in_net": True}  # the branch reads the pins
-    obj["model"] = {**obj["model"], **branch}
-    obj["branch"] = {"module": module, "step": st["step"], "train_config": st["train_config"]}
     save_atomic(obj, dest)
