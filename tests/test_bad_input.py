@@ -265,6 +265,10 @@ def c_no_weights(d, b, w):
     return _video(d, b, w, extra=("--weights", str(d / "none.pt"))), [b], d / "out.mp4", None
 
 
+def c_no_hints_file(d, b, w):
+    return _video(d, b, w, extra=("--hints", str(d / "pins.json"))), [b], d / "out.mp4", None
+
+
 def c_garbage_weights(d, b, w):
     (d / "junk.pt").write_bytes(np.random.default_rng(2).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     return _video(d, b, w, extra=("--weights", str(d / "junk.pt"))), [b, d / "junk.pt"], d / "out.mp4", None
@@ -309,6 +313,7 @@ ERRORS: dict[str, tuple[Case, int, tuple[str, ...]]] = {
     "batch size abc": (c_batch("abc"), 2, ("--batch-size", "abc")),
     "missing weights": (c_no_weights, 1, ("weights file not found",)),
     "garbage weights": (c_garbage_weights, 1, ("not a readable vidcolor weights file",)),
+    "missing hints file": (c_no_hints_file, 1, ("hints file not found", "pins.json")),
     "cuda without cuda": (c_cuda, 1, ("CUDA is not available",)),
     "unsupported extension": (c_bad_ext, 1, ("unsupported output extension", ".xyz")),
     "codec mp4 and mov refuse": (c_codec_without_segments, 1, ("--codec huffyuv", "mp4 or mov")),

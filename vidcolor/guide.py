@@ -305,6 +305,8 @@ def guide_spec(references: list[str], hints: str | None) -> dict:
     for spec in references:
         idx, path = parse_reference(spec)
         refs[str(idx)] = sha256_file(path)
+    if hints and not Path(hints).is_file():  # load_pins says the same later; the manifest needs it first
+        raise VidcolorError(f"hints file not found: {hints}")
     return {"references": refs, "hints": sha256_file(Path(hints)) if hints else None}
 
 
