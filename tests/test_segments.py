@@ -141,6 +141,35 @@ def test_a_job_begun_under_the_old_rule_is_refused_clearly(still, tmp_path, monk
         _video(still, out, random_weights, 8)
 
 
+def test_a_guided_job_begun_under_the_old_guide_rule_is_refused_clearly(still, tmp_path, monkeypatch,
+                                                                      random_weights, one_model):
+    """Pinned frames are coloured differently since guide rule 2 (pins_in_net, the spread's reach): a job
+    with pins begun before must not resume and mix two colourings; it says so and names --restart."""
+    hints = tmp_path / "pins.json"
+    hints.write_text(json.dumps([{"frame": 3, "x": 10, "y": 10, "rgb": [200, 40, 40]}]))
+    out = tmp_path / "out.mp4"
+    calls = [0]
+    real = pipeline.SegmentWriter
+
+    class Stopping(real):
+        def write(self, image, pts):  # noqa: ANN001, ANN202
+            calls[0] += 1
+            if calls[0] > 20:
+                raise KeyboardInterrupt
+            super().write(image, pts)
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "SegmentWriter", Stopping)
+        with pytest.raises(Interrupted):
+            _video(still, out, random_weights, 8, hints=str(hints))
+    man_path = job_dir(out) / "manifest.json"
+    man = json.loads(man_path.read_text())
+    assert man["spec"]["guide_rule"] == 2
+    del man["spec"]["guide_rule"]  # what vidcolor wrote before the rule was recorded
+    man_path.write_text(json.dumps(man))
+    with pytest.raises(JobMismatch, match="guide_rule: None -> 2.*--restart"):
+        _video(still, out, random_weights, 8, hints=str(hints))
+
+
 def test_frame_folder_resumes_from_its_kept_state(tmp_path, monkeypatch, random_weights, flickering):
     """A frame folder keeps the carrier's state every checkpoint period (here 8 frames); a resume goes on
     from the last one kept and gives the uninterrupted run's frames, bit for bit."""

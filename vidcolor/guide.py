@@ -42,6 +42,10 @@ DEFAULT_REACH = 240     # frames a keyframe is carried each way at most
 # than the net 0.15 / 10 were set for (docs/lab-notes/2026-12-08-pin-spread.md).
 SPREAD_SIGMA = 0.25
 SPREAD_SIGMA_L = 10.0
+# Version of how guided frames are coloured, stored in a guided job's manifest so that a job begun
+# under another rule does not resume and mix two colourings in one film. 2 (2026-12-08): the reach
+# above, and a net with Colorizer.pins_in_net False colours pinned frames automatically; 1: before.
+RULE = 2
 SPREAD_BINS = 8         # L slices approximating that similarity
 SPREAD_EPS = 0.3        # below this much pin weight, the correction fades toward none
 

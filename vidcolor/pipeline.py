@@ -26,7 +26,7 @@ from .decode import DecodeReport, iter_frames
 from .encode import SegmentWriter, check_codec, check_output_format, plane_spec
 from .engine import Engine, engine_for, render_shape
 from .errors import DamagedInput, InputError, Interrupted, VidcolorError, raise_if_interrupted, write_failed
-from .guide import build_keyframes, guide_spec, plan_guides
+from .guide import RULE as GUIDE_RULE, build_keyframes, guide_spec, plan_guides
 from .keyframes import RULE as CARRIER_RULE, WARM as CARRIER_WARM, CarriedState
 from .job import (FOLDER_MANIFEST, FOLDER_STATE_PREFIX, Chunk, ChunkJob, Job, VideoJob, clear_finished_leftover,
                   describe_difference, file_identity, folder_identity, folder_state, folder_states, job_dir,
@@ -68,7 +68,7 @@ def _spec(settings: Settings, engine: Engine, weights_sha: str, **extra: Any) ->
             "render_size": settings.render_size, "temperature": settings.temperature,
             "temporal_window": settings.temporal_window, "cut_threshold": settings.cut_threshold,
             **({"guides": guide_spec(list(settings.references), settings.hints),
-                "guided_temperature": settings.guided_temperature}
+                "guided_temperature": settings.guided_temperature, "guide_rule": GUIDE_RULE}
                if settings.references or settings.hints else {}),
             # only when on, so the manifests of jobs started without keyframes still match
             **({"keyframes": settings.keyframes, "keyframe_every": settings.keyframe_every,
