@@ -116,8 +116,8 @@ def test_a_crash_between_state_and_record_resumes_exactly(still, tmp_path, monke
     assert all(np.array_equal(x, y) for x, y in zip(read_video(out2)["frames"], read_video(ref)["frames"]))
 
 
-def test_a_job_begun_under_the_old_rule_is_refused_clearly(still, tmp_path, monkeypatch, random_weights, one_model):
-    out = tmp_path / "out.mp4"
+def _interrupted_job(monkeypatch: pytest.MonkeyPatch, run, out: Path) -> Path:  # noqa: ANN001
+    """Run ``run`` with Ctrl-C after 20 frames written; the unfinished job's manifest path."""
     calls = [0]
     real = pipeline.SegmentWriter
 
@@ -130,8 +130,13 @@ def test_a_job_begun_under_the_old_rule_is_refused_clearly(still, tmp_path, monk
     with monkeypatch.context() as m:
         m.setattr(pipeline, "SegmentWriter", Stopping)
         with pytest.raises(Interrupted):
-            _video(still, out, random_weights, 8)
-    man_path = job_dir(out) / "manifest.json"
+            run()
+    return job_dir(out) / "manifest.json"
+
+
+def test_a_job_begun_under_the_old_rule_is_refused_clearly(still, tmp_path, monkeypatch, random_weights, one_model):
+    out = tmp_path / "out.mp4"
+    man_path = _interrupted_job(monkeypatch, lambda: _video(still, out, random_weights, 8), out)
     man = json.loads(man_path.read_text())
     man["version"], man["spec"]["keyframe_carrier"] = 1, 4  # what vidcolor wrote before this change
     for seg in man["segments"]:
@@ -148,20 +153,7 @@ def test_a_guided_job_begun_under_the_old_guide_rule_is_refused_clearly(still, t
     hints = tmp_path / "pins.json"
     hints.write_text(json.dumps([{"frame": 3, "x": 10, "y": 10, "rgb": [200, 40, 40]}]))
     out = tmp_path / "out.mp4"
-    calls = [0]
-    real = pipeline.SegmentWriter
-
-    class Stopping(real):
-        def write(self, image, pts):  # noqa: ANN001, ANN202
-            calls[0] += 1
-            if calls[0] > 20:
-                raise KeyboardInterrupt
-            super().write(image, pts)
-    with monkeypatch.context() as m:
-        m.setattr(pipeline, "SegmentWriter", Stopping)
-        with pytest.raises(Interrupted):
-            _video(still, out, random_weights, 8, hints=str(hints))
-    man_path = job_dir(out) / "manifest.json"
+    man_path = _interrupted_job(monkeypatch, lambda: _video(still, out, random_weights, 8, hints=str(hints)), out)
     man = json.loads(man_path.read_text())
     assert man["spec"]["guide_rule"] == 2
     del man["spec"]["guide_rule"]  # what vidcolor wrote before the rule was recorded
