@@ -148,3 +148,22 @@ def test_pins_on_photos_of_different_sizes_are_checked_against_their_own_photo(t
                                                            hints=str(hints)), progress=False, restart=True)
     with pytest.raises(VidcolorError, match="for a video"):
         load_pins(hints)
+
+
+def test_a_pin_keeps_its_whole_colour_through_the_half_size_guide():
+    """The guide is kept at half render size; averaging a 3 px pin with its pinless neighbours (ab 0)
+    once paled it to about half. The guide's ab is confidence-weighted, so a pin, carried a frame
+    and upsampled again, pulls its own pixel nearly all the way to its colour."""
+    from vidcolor.guide import Keyframe, blend
+
+    h, w = 64, 96
+    ab = torch.zeros(2, h, w)
+    mask = torch.zeros(1, h, w)
+    ab[:, 30:33, 40:43] = torch.tensor([20.0, 50.0])[:, None, None]
+    mask[:, 30:33, 40:43] = 1.0
+    L = torch.full((1, h, w), 60.0)
+    L[..., 32:34, :] = 55.0  # a little texture, so the flow has something to hold on to
+    guides = plan_guides(iter([(0, L), (1, L)]), [Keyframe(0, ab, mask)], cut_threshold=0.5)
+    for g in guides.values():
+        out = blend(torch.zeros(2, h, w), g, L)
+        assert out[0, 31, 41] > 17.0 and out[1, 31, 41] > 42.0, out[:, 31, 41]

@@ -148,17 +148,17 @@ def test_a_job_begun_under_the_old_rule_is_refused_clearly(still, tmp_path, monk
 
 def test_a_guided_job_begun_under_the_old_guide_rule_is_refused_clearly(still, tmp_path, monkeypatch,
                                                                       random_weights, one_model):
-    """Pinned frames are coloured differently since guide rule 2 (pins_in_net, the spread's reach): a job
+    """Pinned frames are coloured differently since guide rules 2 and 3 (pins_in_net, the spread, full-colour pins): a job
     with pins begun before must not resume and mix two colourings; it says so and names --restart."""
     hints = tmp_path / "pins.json"
     hints.write_text(json.dumps([{"frame": 3, "x": 10, "y": 10, "rgb": [200, 40, 40]}]))
     out = tmp_path / "out.mp4"
     man_path = _interrupted_job(monkeypatch, lambda: _video(still, out, random_weights, 8, hints=str(hints)), out)
     man = json.loads(man_path.read_text())
-    assert man["spec"]["guide_rule"] == 2
+    assert man["spec"]["guide_rule"] == 3
     del man["spec"]["guide_rule"]  # what vidcolor wrote before the rule was recorded
     man_path.write_text(json.dumps(man))
-    with pytest.raises(JobMismatch, match="guide_rule: None -> 2.*--restart"):
+    with pytest.raises(JobMismatch, match="guide_rule: None -> 3.*--restart"):
         _video(still, out, random_weights, 8, hints=str(hints))
 
 

@@ -43,9 +43,10 @@ DEFAULT_REACH = 240     # frames a keyframe is carried each way at most
 SPREAD_SIGMA = 0.25
 SPREAD_SIGMA_L = 10.0
 # Version of how guided frames are coloured, stored in a guided job's manifest so that a job begun
-# under another rule does not resume and mix two colourings in one film. 2 (2026-12-08): the reach
-# above, and a net with Colorizer.pins_in_net False colours pinned frames automatically; 1: before.
-RULE = 2
+# under another rule does not resume and mix two colourings in one film. 3 (2026-12-08): a pin's ab
+# is kept confidence-weighted at half size (_normalised); 2: the reach above, and a net with
+# Colorizer.pins_in_net False colours pinned frames automatically; 1: before.
+RULE = 3
 SPREAD_BINS = 8         # L slices approximating that similarity
 SPREAD_EPS = 0.3        # below this much pin weight, the correction fades toward none
 
@@ -152,6 +153,21 @@ def pin_keyframe(index: int, pins: list, size: tuple[int, int], render: tuple[in
     return Keyframe(index, ab, mask)
 
 
+def _normalised(weighted_ab: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """ab from confidence-weighted ab, 0 where there is no confidence. Averaging or warping a pin's
+    ab together with its pinless neighbours (ab 0) would otherwise pale its colour: a 3 px pin
+    halved and upsampled kept about half of it."""
+    return torch.where(conf > 1e-6, weighted_ab / conf.clamp_min(1e-6), torch.zeros_like(weighted_ab))
+
+
+def _upsampled(guide: FrameGuide, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A guide's ab and confidence at ``size``, the ab interpolated with confidence weights."""
+    conf = F.interpolate(guide.conf.float()[None], size=size, mode="bilinear", align_corners=False)[0]
+    wab = F.interpolate((guide.ab.float() * guide.conf.float())[None], size=size, mode="bilinear",
+                        align_corners=False)[0]
+    return _normalised(wab, conf), conf
+
+
 def _half(x: torch.Tensor) -> torch.Tensor:
     return fl.half_size(x[None])[0]
 
@@ -202,7 +218,8 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
     out: dict[int, FrameGuide] = {}
     for j, k in enumerate(order):
         kf = keys[k]
-        ab, conf = _half(kf.ab)[None], _half(kf.mask)[None]
+        conf = _half(kf.mask)[None]
+        ab = _normalised(_half(kf.ab * kf.mask)[None], conf)
         out[k] = FrameGuide(ab[0].half(), conf[0].half())
         lo = (order[j - 1] + k) // 2 + 1 if j > 0 else k - reach
         hi = (order[j + 1] + k - 1) // 2 if j + 1 < len(order) else k + reach
@@ -216,7 +233,7 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
                 flow = fl.lk_flow(frames[nxt], frames[t])  # where each pixel of nxt came from in t
                 back = fl.lk_flow(frames[t], frames[nxt])
                 ok = fl.fb_valid(flow, back)
-                cab = fl.warp(cab, flow)
+                cab = _normalised(fl.warp(cab * cconf, flow), fl.warp(cconf, flow))
                 # a failed forward-backward check lowers trust rather than zeroing it: LK flow at this
                 # size fails often on real film, and a hard zero loses a shot's colour within frames
                 cconf = fl.warp(cconf, flow) * (FB_KEEP + (1 - FB_KEEP) * ok) * DECAY
@@ -232,8 +249,7 @@ def hints_for(guide: FrameGuide, index: int, render: tuple[int, int]) -> tuple[t
     index, so the same frame always gets the same hints.
     """
     h, w = render
-    ab = F.interpolate(guide.ab.float()[None], size=render, mode="bilinear", align_corners=False)[0]
-    conf = F.interpolate(guide.conf.float()[None], size=render, mode="bilinear", align_corners=False)[0]
+    ab, conf = _upsampled(guide, render)
     ok = (conf[0] >= MIN_CONF).flatten().nonzero().flatten()
     hint = torch.zeros(2, h, w)
     mask = torch.zeros(1, h, w)
@@ -288,10 +304,8 @@ def spread(ab: torch.Tensor, L: torch.Tensor, target: torch.Tensor, conf: torch.
 def blend(ab: torch.Tensor, guide: FrameGuide, L: torch.Tensor) -> torch.Tensor:
     """The predicted ab (2, h, w) with the carried ab's correction spread (:func:`spread`), then
     pulled the rest of the way to the carried ab by its confidence; L (1, h, w) at render size."""
-    size = ab.shape[-2:]
-    g_ab = F.interpolate(guide.ab.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
-    conf = F.interpolate(guide.conf.float()[None], size=size, mode="bilinear", align_corners=False)[0].to(ab)
-    return apply_guide(ab[None], L[None].to(ab), g_ab[None], conf[None])[0]
+    g_ab, conf = _upsampled(guide, ab.shape[-2:])
+    return apply_guide(ab[None], L[None].to(ab), g_ab[None].to(ab), conf[None].to(ab))[0]
 
 
 def apply_guide(ab: torch.Tensor, L: torch.Tensor, target: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
