@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import zlib
 from pathlib import Path
 
 import av
@@ -29,6 +30,14 @@ from vidcolor.pipeline import Settings, colorize_video
 def frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def true_pins(frame: np.ndarray, k: int, seed: int) -> list[dict]:
+    """``k`` pins on frame 0 holding the frame's own colour at random places (``--pins``)."""
+    h, w = frame.shape[:2]
+    rng = np.random.default_rng(seed)
+    return [{"frame": 0, "x": int(x), "y": int(y), "rgb": [int(c) for c in frame[y, x]]}
+            for x, y in zip(rng.integers(0, w, k), rng.integers(0, h, k))]
 
 
 DISTANCES = (0, 1, 2, 5, 10, 25, 50, 75, 100, 150)
@@ -54,6 +63,8 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--strip", type=Path, default=None)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pins", type=int, default=0,
+                   help="instead of the reference, K true-colour pins on frame 0 at random places (fixed seed per clip)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     results = {}
@@ -63,11 +74,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             ref = Path(d) / "ref.png"
             write_frame(ref, gt[0], None)
+            guide = {"references": (f"0={ref}",)}
+            if a.pins:
+                pins = Path(d) / "pins.json"
+                pins.write_text(json.dumps(true_pins(gt[0], a.pins, zlib.crc32(clip.name.encode()))))
+                guide = {"hints": str(pins)}
             outs = {}
             for mode in ("auto", "reference"):
                 out = Path(d) / f"{mode}.mp4"
-                s = Settings(weights=a.weights, temporal_window=a.window,
-                             references=(f"0={ref}",) if mode == "reference" else ())
+                s = Settings(weights=a.weights, temporal_window=a.window, **(guide if mode == "reference" else {}))
                 colorize_video(clip, out, s, progress=False)
                 outs[mode] = frames(out)
         curve = {m: [psnr(o, g) for o, g in zip(outs[m], gt)] for m in outs}
