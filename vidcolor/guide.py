@@ -233,10 +233,11 @@ def plan_guides(Ls: Iterable[tuple[int, torch.Tensor]], keyframes: list[Keyframe
                 flow = fl.lk_flow(frames[nxt], frames[t])  # where each pixel of nxt came from in t
                 back = fl.lk_flow(frames[t], frames[nxt])
                 ok = fl.fb_valid(flow, back)
-                cab = _normalised(fl.warp(cab * cconf, flow), fl.warp(cconf, flow))
+                wconf = fl.warp(cconf, flow)
+                cab = _normalised(fl.warp(cab * cconf, flow), wconf)
                 # a failed forward-backward check lowers trust rather than zeroing it: LK flow at this
                 # size fails often on real film, and a hard zero loses a shot's colour within frames
-                cconf = fl.warp(cconf, flow) * (FB_KEEP + (1 - FB_KEEP) * ok) * DECAY
+                cconf = wconf * (FB_KEEP + (1 - FB_KEEP) * ok) * DECAY
                 out[nxt] = FrameGuide(cab[0].half(), cconf[0].half())
                 t = nxt
     return out
